@@ -1,0 +1,48 @@
+# Two commands: `make run` starts the workbench, `make test` runs every test.
+# Both create/refresh the virtual environment in .venv first.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEFAULT_MODEL := smollm2-135m
+TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b gemma3-270m qwen2.5-coder-1.5b-f16
+
+.PHONY: setup run test lint models package clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "DecodeLab needs Python >= 3.11"' \
+		|| { echo "Python >= 3.11 is needed (set PYTHON=...)"; exit 1; }
+	@echo "==> virtual environment in $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@echo "==> installing DecodeLab and its test tools (the first install compiles llama.cpp: about 7 minutes on 2 cores)"
+	$(PY) -m pip install --progress-bar off -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	@echo "==> making sure the default model $(DEFAULT_MODEL) is installed"
+	$(PY) -m app models fetch $(DEFAULT_MODEL)
+	@echo "==> starting DecodeLab"
+	$(PY) -m app gui --model $(DEFAULT_MODEL)
+
+models: setup
+	@echo "==> making sure the pinned test models are installed (downloaded once, then reused)"
+	$(PY) -m app models fetch $(TEST_MODELS)
+
+lint: setup
+	@echo "==> ruff and mypy"
+	$(PY) -m ruff check app tests benchmarks
+	$(PY) -m mypy
+
+test: lint models
+	@echo "==> tests (core, engine, GUI offscreen, integration on the real models)"
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+package: setup
+	bash packaging/build_linux.sh
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

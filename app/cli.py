@@ -1,0 +1,133 @@
+"""The command line: the headless face of the core (contract in ARCHITECTURE.md).
+
+Exit codes: 0 done; 2 refused (bad arguments, deprecated track, speculation on an SSM
+model, incompatible draft); 1 failed (missing or broken model, out of memory). Errors are
+one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from app import __version__
+from app.core.errors import DecodeLabError, RefusedError
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse exits 2 for bad arguments, which is our "refused" code too.
+        print(f"decodelab: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_REFUSED)
+
+
+def resolve_model(spec: str) -> str:
+    """A path, or the name of a pinned model that is installed."""
+    from app.core.models.library import resolve_model as resolve
+
+    return str(resolve(spec))
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from app.core.compat import check_draft
+    from app.core.gguf_info import inspect_model
+
+    info = inspect_model(resolve_model(args.model))
+    data: dict[str, Any] = info.to_dict()
+    compat = None
+    if args.draft:
+        draft = inspect_model(resolve_model(args.draft))
+        compat = check_draft(info, draft)
+        data["compatibility"] = compat.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    from app.cli_output import print_inspect
+
+    print_inspect(info, compat)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app.cli_models import add_models_parser
+    from app.cli_run import add_run_parsers
+
+    parser = _Parser(prog="decodelab", description="DecodeLab: which decoding track pays?")
+    parser.add_argument("--version", action="version", version=f"decodelab {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    gui = sub.add_parser("gui", help="open the workbench window (the default)")
+    add_gui_arguments(gui)
+
+    ins = sub.add_parser("inspect", help="metadata, SSM/MoE status, draft compatibility")
+    ins.add_argument("model", help="GGUF path or pinned model name")
+    ins.add_argument("--draft", help="check this draft model against MODEL")
+    ins.add_argument("--json", action="store_true")
+    ins.set_defaults(func=_cmd_inspect)
+
+    add_run_parsers(sub)
+    add_models_parser(sub)
+    return parser
+
+
+def add_gui_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="target model: GGUF path or pinned name")
+    p.add_argument("--draft", help="draft model: GGUF path or pinned name")
+    p.add_argument("--track", default=None, help="track to select")
+    p.add_argument("--prompt-file", help="load this prompt")
+    p.add_argument("--run", action="store_true", help="start a run right away")
+    p.add_argument("--screenshot", help="save a PNG of the window when the run ends")
+    p.add_argument("--exit", action="store_true", help="quit after the run (and screenshot)")
+    p.add_argument("--fetch-default", action="store_true",
+                   help="fetch the default model first if it is missing")
+    p.set_defaults(func=_cmd_gui)
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from app.ui.app import run_gui
+
+    return run_gui(args)
+
+
+def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return func(args)
+    except RefusedError as exc:
+        print(f"decodelab: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except DecodeLabError as exc:
+        print(f"decodelab: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except MemoryError:
+        print("decodelab: error: out of memory", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("decodelab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    # llama.cpp's chatter is for the log panel and log file, not the terminal.
+    logging.getLogger("llama.cpp").setLevel(logging.CRITICAL)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["gui", *argv]
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_REFUSED
+    return _guarded(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Human-readable output of the command line (JSON output lives with the data classes)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable
+
+from app.core.compare import Comparison
+from app.core.compat import Compatibility
+from app.core.events import Event, RunResult, TokenEvent
+from app.core.gguf_info import ModelInfo
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def print_inspect(info: ModelInfo, compat: Compatibility | None) -> None:
+    rows = [
+        ("file", info.path),
+        ("name", info.name),
+        ("architecture", info.architecture),
+        ("parameters", f"{info.size_label} ({info.n_params:,})"),
+        ("file size", _mb(info.file_size)),
+        ("quantization", info.quantization),
+        ("context length", str(info.context_length)),
+        ("vocabulary", f"{info.n_vocab} ({info.tokenizer_model}/{info.tokenizer_pre})"),
+        ("BOS / EOS", f"{info.bos_id} / {info.eos_id} (add BOS: {info.add_bos})"),
+        ("chat template", "yes" if info.has_chat_template else "no"),
+        ("experts", f"{info.expert_used_count} of {info.expert_count} active"
+         if info.is_moe else "not MoE"),
+        ("recurrent", "recurrent" if info.is_recurrent else
+         "hybrid" if info.is_hybrid else "no (attention only)"),
+        ("speculation", ("allowed: " if info.speculation_allowed else "refused: ")
+         + info.speculation_reason),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    if compat is not None:
+        print()
+        print(f"draft {compat.summary().split(':')[0].upper()}")
+        for c in compat.checks:
+            print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
+
+
+def stream_sink() -> Callable[[Event], None]:
+    def sink(event: Event) -> None:
+        if isinstance(event, TokenEvent):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+
+    return sink
+
+
+def _fmt(v: float | None, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_result(r: RunResult, streamed: bool) -> None:
+    if not streamed:
+        print(r.text)
+    print()
+    print(
+        f"[{r.track}] {r.n_generated} tokens in {r.generation_seconds:.2f} s "
+        f"({r.tokens_per_second:.2f} tokens/s), stop: {r.stop_reason}; "
+        f"drafted {r.n_drafted}, accepted {r.n_accepted} "
+        f"(acceptance {_fmt(r.acceptance_rate, '.1%')}, mean accepted length "
+        f"{_fmt(r.mean_accepted_length)}); prompt {r.prompt_tokens} tokens in "
+        f"{r.prefill_seconds:.2f} s",
+        file=sys.stderr,
+    )
+
+
+def print_comparison(c: Comparison) -> None:
+    head = f"{'track':<18} {'tok/s':>8} {'speedup':>8} {'accept':>7} {'mean len':>8} {'same':>5}  note"
+    print(head)
+    print("-" * len(head))
+    for run in c.runs:
+        r = run.result
+        note = ""
+        if run.first_difference is not None:
+            note = f"differs at token {run.first_difference}"
+            if run.baseline_margin is not None:
+                note += (f" (baseline margin {run.baseline_margin:.3f}: "
+                         f"{'near-tie' if run.near_tie else 'NOT a near-tie'})")
+        same = "-" if run.same_text_as_baseline is None else (
+            "yes" if run.same_text_as_baseline else "no")
+        print(f"{r.track:<18} {r.tokens_per_second:>8.2f} {_fmt(run.speedup, '.2f'):>8} "
+              f"{_fmt(r.acceptance_rate, '.0%'):>7} {_fmt(r.mean_accepted_length):>8} "
+              f"{same:>5}  {note}")
+
+
+CSV_FIELDS = [
+    "track", "tokens_per_second", "speedup", "same_text_as_baseline", "first_difference",
+    "near_tie_at_difference", "acceptance_rate", "mean_accepted_length", "n_generated",
+    "n_drafted", "n_accepted", "n_rounds", "prompt_tokens", "generation_seconds",
+    "prefill_seconds", "draft_seconds", "verify_seconds", "stop_reason",
+]
+
+
+def write_csv(c: Comparison, path: str) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for run in c.runs:
+            w.writerow(run.to_dict(with_events=False))

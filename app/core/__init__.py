@@ -1,0 +1,1 @@
+"""Qt-free core of DecodeLab: inspection, compatibility, tracks, engine, runs, models."""

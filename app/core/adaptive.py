@@ -1,0 +1,108 @@
+"""Choosing the draft length each round from measured costs and expected acceptance.
+
+A round that verifies k drafts costs one target batch of k+1 tokens (plus the drafting)
+and yields 1 + E[accepted] tokens, where E[accepted] = sum_i prod_{j<=i} c_j for the
+conditional acceptance chances c_j of the drafts. ``CostModel`` learns, on this machine,
+what a batch of each size costs relative to a single step, and ``best_length`` picks the
+k with the most tokens per second; k = 0 means: do a plain step, drafting does not pay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+EMA = 0.2
+# Before anything is measured: a batch of n costs about 1 + 0.15 (n - 1) single steps on a
+# CPU (LLAMA_NOTES / MODELS.md: 5 tokens about 1.6-2.6 steps, 9 about 2.5).
+PRIOR_SLOPE = 0.15
+
+
+class CostModel:
+    """Seconds per target batch of n tokens, learned from the run itself."""
+
+    def __init__(self, max_batch: int = 33) -> None:
+        self.max_batch = max_batch
+        self._seconds: dict[int, float] = {}
+        self.draft_step: float = 0.0
+
+    def observe(self, n_tokens: int, seconds: float) -> None:
+        old = self._seconds.get(n_tokens)
+        self._seconds[n_tokens] = seconds if old is None else old + EMA * (seconds - old)
+
+    def observe_draft_step(self, seconds: float) -> None:
+        if self.draft_step == 0.0:
+            self.draft_step = seconds
+        else:
+            self.draft_step += EMA * (seconds - self.draft_step)
+
+    @property
+    def step(self) -> float | None:
+        return self._seconds.get(1)
+
+    def batch(self, n: int) -> float:
+        """Estimated seconds for a batch of n, interpolated between measured sizes."""
+        known = self._seconds
+        if n in known:
+            return known[n]
+        if not known:
+            return 1.0 + PRIOR_SLOPE * (n - 1)
+        sizes = sorted(known)
+        lower = [s for s in sizes if s < n]
+        upper = [s for s in sizes if s > n]
+        if lower and upper:
+            a, b = lower[-1], upper[0]
+            w = (n - a) / (b - a)
+            return known[a] + w * (known[b] - known[a])
+        ref = lower[-1] if lower else upper[0]
+        base = known[ref] / (1.0 + PRIOR_SLOPE * (ref - 1))
+        if lower and len(lower) >= 2:
+            # Extrapolate with the measured slope rather than the prior.
+            a, b = lower[-2], lower[-1]
+            slope = (known[b] - known[a]) / (b - a)
+            return known[b] + max(slope, 0.0) * (n - b)
+        return base * (1.0 + PRIOR_SLOPE * (n - 1))
+
+
+def expected_tokens(chances: Sequence[float]) -> float:
+    """1 + expected number of accepted drafts for conditional chances c_1..c_k."""
+    total, run = 1.0, 1.0
+    for c in chances:
+        run *= c
+        total += run
+    return total
+
+
+def best_length(
+    chances: Sequence[float],
+    costs: CostModel,
+    draft_cost_per_token: float = 0.0,
+    min_length: int = 1,
+) -> int:
+    """The prefix length of ``chances`` with the highest expected tokens per second.
+
+    Returns 0 when no prefix of at least ``min_length`` beats a plain single step.
+    """
+    best_k, best_rate = 0, 1.0 / costs.batch(1)
+    run, gained = 1.0, 1.0
+    for k, c in enumerate(chances, start=1):
+        run *= c
+        gained += run
+        cost = costs.batch(k + 1) + k * draft_cost_per_token
+        rate = gained / cost
+        if k >= min_length and rate > best_rate:
+            best_k, best_rate = k, rate
+    return best_k
+
+
+def worth_extending(
+    chances: Sequence[float], next_chance: float, costs: CostModel, draft_cost: float
+) -> bool:
+    """Would one more draft (of chance ``next_chance``) raise the best achievable rate?
+
+    Used while drafting token by token with a draft model, whose later chances are unknown
+    until drafted: optimistic about one more step, never about several.
+    """
+    k = len(chances)
+    now = expected_tokens(chances) / (costs.batch(k + 1) + k * draft_cost)
+    more = expected_tokens([*chances, next_chance]) / (costs.batch(k + 2) + (k + 1) * draft_cost)
+    return more > now

@@ -1,0 +1,100 @@
+"""Can this draft model serve that target? Every check llama.cpp applies, named and explained.
+
+The checks mirror llama.cpp's ``common_speculative_are_compatible`` (vocab type, add-BOS/EOS
+flags and ids, vocab sizes within 128, identical token texts from id 5 on) plus the
+tokenizer model and pre-tokenizer, and refuse a recurrent or hybrid draft, whose state
+cannot be rolled back after a rejection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.core.gguf_info import ModelInfo
+
+VOCAB_SIZE_TOLERANCE = 128
+FIRST_COMPARED_TOKEN = 5
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class Compatibility:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def compatible(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def summary(self) -> str:
+        if self.compatible:
+            return "compatible: every check passed"
+        return "incompatible: " + "; ".join(f"{c.name}: {c.detail}" for c in self.failed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"compatible": self.compatible, "checks": [c.to_dict() for c in self.checks]}
+
+
+def _same(name: str, target: object, draft: object, what: str = "") -> Check:
+    ok = target == draft
+    label = f"{what} " if what else ""
+    detail = f"both {label}{target!r}" if ok else f"target {label}{target!r} vs draft {draft!r}"
+    return Check(name, ok, detail)
+
+
+def _special_token(name: str, flag: str, target: ModelInfo, draft: ModelInfo) -> list[Check]:
+    t_add, d_add = getattr(target, f"add_{flag}"), getattr(draft, f"add_{flag}")
+    checks = [_same(f"adds {name}", t_add, d_add)]
+    t_id, d_id = getattr(target, f"{flag}_id"), getattr(draft, f"{flag}_id")
+    if t_add or d_add or flag == "eos":
+        checks.append(_same(f"{name} id", t_id, d_id))
+    return checks
+
+
+def _token_texts(target: ModelInfo, draft: ModelInfo) -> Check:
+    n = min(len(target.tokens), len(draft.tokens))
+    if n == 0:
+        return Check("token texts", False, "a model has no vocabulary in its file")
+    for i in range(FIRST_COMPARED_TOKEN, n):
+        if target.tokens[i] != draft.tokens[i]:
+            return Check(
+                "token texts", False, f"token {i}: {target.tokens[i]!r} vs {draft.tokens[i]!r}"
+            )
+    return Check("token texts", True, f"ids {FIRST_COMPARED_TOKEN}…{n - 1} identical")
+
+
+def check_draft(target: ModelInfo, draft: ModelInfo) -> Compatibility:
+    """Compare ``draft`` with ``target``; never raises, reports every check."""
+    result = Compatibility()
+    add = result.checks.append
+    add(Check(
+        "draft can speculate",
+        draft.speculation_allowed,
+        "attention-only draft" if draft.speculation_allowed else draft.speculation_reason,
+    ))
+    add(_same("tokenizer model", target.tokenizer_model, draft.tokenizer_model))
+    add(_same("pre-tokenizer", target.tokenizer_pre, draft.tokenizer_pre))
+    result.checks.extend(_special_token("BOS", "bos", target, draft))
+    result.checks.extend(_special_token("EOS", "eos", target, draft))
+    diff = abs(target.n_vocab - draft.n_vocab)
+    add(Check(
+        "vocabulary size",
+        diff <= VOCAB_SIZE_TOLERANCE,
+        f"vocab {target.n_vocab} vs {draft.n_vocab}"
+        + ("" if diff <= VOCAB_SIZE_TOLERANCE else f" (differ by {diff} > {VOCAB_SIZE_TOLERANCE})"),
+    ))
+    add(_token_texts(target, draft))
+    return result

@@ -1,0 +1,247 @@
+"""The decoding loop: baseline steps and speculative rounds with exact verification.
+
+Each round feeds the target ``[pending] + drafts`` in one batch with logits for exactly
+those rows, accepts the longest prefix the target agrees with (greedy: equal argmax;
+sampling: the speculative-sampling rule), emits one more token from the target, and trims
+the KV cache back to what was accepted. Events go out as they happen.
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from app.core.adaptive import CostModel
+from app.core.events import (
+    Event,
+    RejectionEvent,
+    RoundEvent,
+    RunResult,
+    RunSettings,
+    StopReason,
+    TokenEvent,
+)
+from app.core.drafters import Proposal
+from app.core.errors import RefusedError
+from app.core.llama_backend import ContextFull, DecodeAborted, LoadedModel
+from app.core.sampling import SamplerSettings, choose, distribution, greedy, verify_sampled
+
+EventSink = Callable[[Event], None]
+
+
+class Drafter(Protocol):
+    def propose(self, history: list[int], limit: int, min_length: int = 1) -> Proposal: ...
+    def observe(self, proposal: Proposal, accepted: int) -> None: ...
+
+
+class TextAssembler:
+    """Bytes of token pieces in, complete UTF-8 text out (multi-byte safe)."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.parts: list[str] = []
+
+    def add(self, token: int) -> str:
+        text = self._decoder.decode(self.model.piece(token))
+        self.parts.append(text)
+        return text
+
+    def finish(self) -> str:
+        tail = self._decoder.decode(b"", final=True)
+        if tail:
+            self.parts.append(tail)
+        return "".join(self.parts)
+
+    def piece_text(self, token: int) -> str:
+        return self.model.piece(token).decode("utf-8", errors="replace")
+
+
+class Generation:
+    """One run of the loop. Create, call ``run()`` once, read the result."""
+
+    def __init__(
+        self,
+        target: LoadedModel,
+        drafters: Sequence[Drafter],
+        prompt: list[int],
+        settings: RunSettings,
+        on_event: EventSink | None = None,
+        cancel: threading.Event | None = None,
+        costs: CostModel | None = None,
+        prefill_drafters: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self.target = target
+        self.drafters = list(drafters)
+        self.prompt = list(prompt)
+        self.settings = settings
+        self.emit = on_event or (lambda _e: None)
+        self.cancel = cancel or threading.Event()
+        self.costs = costs or CostModel()
+        self.prefill_drafters = prefill_drafters
+        if self.drafters and (target.is_recurrent or target.is_hybrid):
+            # The engine's own guard, whatever the caller checked: a recurrent state
+            # cannot drop a rejected draft, so speculation would silently corrupt it.
+            raise RefusedError(target.info.speculation_reason)
+        self.sampler = SamplerSettings(
+            settings.temperature, settings.top_k, settings.top_p, settings.min_p
+        )
+        self.rng = np.random.default_rng(settings.seed)
+        self.text = TextAssembler(target)
+        self.history: list[int] = list(prompt)
+        self.answer: list[int] = []
+        self.events: list[Event] = []
+        self.n_drafted = self.n_accepted = self.n_rounds = 0
+        self.draft_seconds = self.verify_seconds = 0.0
+        self.t0 = 0.0
+
+    # -- event helpers --------------------------------------------------------------------
+    def _send(self, event: Event) -> None:
+        self.events.append(event)
+        self.emit(event)
+
+    def _append(self, token: int, origin: str, source: str | None, rnd: int) -> None:
+        self._send(TokenEvent(
+            token, self.text.add(token), len(self.answer), origin,  # type: ignore[arg-type]
+            source, rnd, time.perf_counter() - self.t0,  # type: ignore[arg-type]
+        ))
+        self.answer.append(token)
+        self.history.append(token)
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        s = self.settings
+        stop: StopReason = "max_tokens"
+        t_start = time.perf_counter()
+        self.target.abort_event = self.cancel
+        prefill_end = t_start
+        try:
+            self.target.reset()
+            if not self.prompt:
+                raise ValueError("empty prompt")
+            # All but the last prompt token: the first round evaluates that one, with the
+            # first drafts, so even the first answer token can come from a draft.
+            if len(self.prompt) > 1:
+                self.target.eval(self.prompt[:-1], 0)
+            if self.prefill_drafters is not None:
+                self.prefill_drafters(self.prompt)
+            prefill_end = time.perf_counter()
+            self.t0 = prefill_end
+            stop = self._loop(self.prompt[-1])
+        except DecodeAborted:
+            stop = "cancelled"
+        except ContextFull:
+            stop = "context_full"
+        finally:
+            self.target.abort_event = threading.Event()
+        end = time.perf_counter()
+        if self.t0 == 0.0:
+            self.t0 = prefill_end = end
+        return RunResult(
+            track=s.track, text=self.text.finish(), stop_reason=stop,
+            prompt_tokens=len(self.prompt), n_generated=len(self.answer),
+            n_drafted=self.n_drafted, n_accepted=self.n_accepted, n_rounds=self.n_rounds,
+            generation_seconds=end - self.t0, prefill_seconds=prefill_end - t_start,
+            draft_seconds=self.draft_seconds, verify_seconds=self.verify_seconds,
+            settings=s.to_dict(), effective={}, token_ids=list(self.answer),
+            events=self.events,
+        )
+
+    def _loop(self, pending: int) -> StopReason:
+        s = self.settings
+        rnd = 0
+        while True:
+            remaining = s.max_tokens - len(self.answer)
+            if remaining <= 0:
+                return "max_tokens"
+            if self.cancel.is_set():
+                return "cancelled"
+            room = self.target.n_ctx - self.target.n_past - 1
+            if room < 0:
+                return "context_full"
+            rnd += 1
+            limit = min(s.draft_max, remaining - 1, room)
+            proposal = self._propose(limit) if limit > 0 else Proposal()
+            stop = self._verify(pending, proposal, rnd)
+            if stop is not None:
+                return stop
+            pending = self.answer[-1]
+
+    def _propose(self, limit: int) -> Proposal:
+        min_len = max(1, self.settings.draft_min)
+        for drafter in self.drafters:
+            if limit < min_len:
+                break
+            proposal = drafter.propose(self.history, limit, min_len)
+            self.draft_seconds += proposal.seconds
+            if proposal.tokens:
+                return proposal
+        return Proposal()
+
+    def _verify(self, pending: int, prop: Proposal, rnd: int) -> StopReason | None:
+        """Run one round; None to go on, else why generation stops."""
+        drafts = prop.tokens
+        n_before = self.target.n_past
+        t0 = time.perf_counter()
+        # The pending token is the last one of history: evaluate it with the drafts.
+        logits = self.target.eval([pending, *drafts], len(drafts) + 1)
+        accepted, nxt = self._accept(logits, prop)
+        verify_s = time.perf_counter() - t0
+        self.costs.observe(len(drafts) + 1, verify_s)
+        self.verify_seconds += verify_s
+        self.target.trim(n_before + 1 + accepted)
+        if drafts:
+            self.n_rounds += 1
+            self.n_drafted += len(drafts)
+            self.n_accepted += accepted
+            prop.drafter.observe(prop, accepted)
+        return self._emit_round(prop, accepted, nxt, rnd, verify_s)
+
+    def _accept(self, logits: np.ndarray, prop: Proposal) -> tuple[int, int]:
+        """How many drafts the target takes, and the token it adds after them."""
+        for i, token in enumerate(prop.tokens):
+            row = logits[i]
+            if self.sampler.greedy:
+                best = greedy(row)
+                if best != token:
+                    return i, best
+            else:
+                replacement = verify_sampled(
+                    distribution(row, self.sampler), token, prop.q[i], self.rng
+                )
+                if replacement is not None:
+                    return i, replacement
+        return len(prop.tokens), choose(logits[len(prop.tokens)], self.sampler, self.rng)
+
+    def _emit_round(
+        self, prop: Proposal, accepted: int, nxt: int, rnd: int, verify_s: float
+    ) -> StopReason | None:
+        start = len(self.answer)
+        stop: StopReason | None = None
+        for token in prop.tokens[:accepted]:
+            if self.target.is_eog(token):
+                stop = "eos"
+                break
+            self._append(token, "accepted", prop.source, rnd)
+        if stop is None:
+            for j, token in enumerate(prop.tokens[accepted:]):
+                self._send(RejectionEvent(
+                    token, self.text.piece_text(token), start + accepted + j,
+                    prop.source, rnd,  # type: ignore[arg-type]
+                ))
+            if self.target.is_eog(nxt):
+                stop = "eos"
+            else:
+                self._append(nxt, "target", None, rnd)
+        if stop is None and len(self.answer) >= self.settings.max_tokens:
+            stop = "max_tokens"
+        self._send(RoundEvent(
+            rnd, len(prop.tokens), accepted, len(self.answer) - start, prop.source,
+            prop.seconds, verify_s, time.perf_counter() - self.t0,
+        ))
+        return stop

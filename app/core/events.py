@@ -1,0 +1,151 @@
+"""The events a run emits, in order (contract for the UI and the JSON output).
+
+``TokenEvent`` for each token that becomes part of the answer, ``RejectionEvent`` for each
+proposed token the target did not take, ``RoundEvent`` for each verification round, and
+one ``RunResult`` at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Origin = Literal["target", "accepted"]
+Source = Literal["draft", "lookup"]
+StopReason = Literal["eos", "max_tokens", "cancelled", "context_full", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    id: int
+    text: str
+    position: int
+    origin: Origin
+    source: Source | None
+    round: int
+    t: float
+    kind: str = "token"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionEvent:
+    id: int
+    text: str
+    position: int
+    source: Source
+    round: int
+    kind: str = "rejected"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundEvent:
+    index: int
+    proposed: int
+    accepted: int
+    generated: int
+    source: Source | None
+    draft_seconds: float
+    verify_seconds: float
+    t: float
+    kind: str = "round"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Event = TokenEvent | RejectionEvent | RoundEvent
+
+
+@dataclass
+class RunSettings:
+    """What a run does. ``None`` means: the model's or the machine's own default."""
+
+    track: str = "baseline"
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int = 0
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    draft_max: int = 8
+    draft_min: int = 0
+    draft_p_min: float = 0.6
+    ngram_min: int = 2
+    ngram_max: int = 4
+    adaptive: bool = True
+    experts: int | None = None
+    threads: int | None = None
+    ctx: int = 4096
+    chat: bool = False
+    system: str | None = None
+    gpu_layers: int = 0
+    draft_gpu_layers: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    track: str
+    text: str
+    stop_reason: StopReason
+    prompt_tokens: int
+    n_generated: int
+    n_drafted: int
+    n_accepted: int
+    n_rounds: int
+    generation_seconds: float
+    prefill_seconds: float
+    draft_seconds: float
+    verify_seconds: float
+    settings: dict[str, Any]
+    effective: dict[str, Any]
+    token_ids: list[int] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.n_accepted / self.n_drafted if self.n_drafted else None
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.n_generated / self.generation_seconds if self.generation_seconds > 0 else 0.0
+
+    @property
+    def mean_accepted_length(self) -> float | None:
+        rounds = [e for e in self.events if isinstance(e, RoundEvent) and e.proposed > 0]
+        return sum(e.accepted for e in rounds) / len(rounds) if rounds else None
+
+    def to_dict(self, with_events: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "track": self.track,
+            "text": self.text,
+            "stop_reason": self.stop_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "n_generated": self.n_generated,
+            "n_drafted": self.n_drafted,
+            "n_accepted": self.n_accepted,
+            "n_rounds": self.n_rounds,
+            "acceptance_rate": self.acceptance_rate,
+            "mean_accepted_length": self.mean_accepted_length,
+            "tokens_per_second": self.tokens_per_second,
+            "generation_seconds": self.generation_seconds,
+            "prefill_seconds": self.prefill_seconds,
+            "draft_seconds": self.draft_seconds,
+            "verify_seconds": self.verify_seconds,
+            "settings": self.settings,
+            "effective": self.effective,
+            "token_ids": self.token_ids,
+            "error": self.error,
+        }
+        if with_events:
+            d["events"] = [e.to_dict() for e in self.events]
+        return d

@@ -1,0 +1,169 @@
+"""What a GGUF model is, read from its header without loading weights.
+
+``inspect_model`` is safe to call on anything a user points at: it raises
+``ModelFileError`` naming the file for every kind of broken input, quickly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.core.gguf_reader import GGUFHeader, read_header
+
+# From llama.cpp's llm_arch_is_recurrent / llm_arch_is_hybrid (see LLAMA_NOTES.md).
+RECURRENT_ARCHS = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
+HYBRID_ARCHS = frozenset({
+    "jamba", "falcon-h1", "plamo2", "granitehybrid", "lfm2", "lfm2moe", "nemotron_h",
+    "nemotron_h_moe", "qwen3next", "kimi-linear", "bailingmoe3", "kimi-k3", "glm5-next",
+    "qwen35", "qwen35moe", "qwen4exp", "deepseek4", "minimax-01",
+})
+
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS",
+    23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
+    29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
+    38: "MXFP4_MOE",
+}
+
+# llama.cpp's defaults when the file has no add_bos/add_eos key (llama_vocab::load).
+_ADDS_BOS_BY_DEFAULT = frozenset({"llama", "bert"})
+_ADDS_EOS_BY_DEFAULT = frozenset({"t5"})
+
+SSM_REASON = (
+    "{arch} is a {kind} model: its state cannot be rolled back after a rejected draft the "
+    "way a KV cache can, so every speculating track is off. Baseline and MoE expert "
+    "reduction remain."
+)
+
+
+@dataclass
+class ModelInfo:
+    """Everything DecodeLab shows or checks about a model file."""
+
+    path: str
+    file_name: str
+    name: str
+    architecture: str
+    size_label: str
+    n_params: int
+    file_size: int
+    quantization: str
+    context_length: int
+    n_vocab: int
+    tokenizer_model: str
+    tokenizer_pre: str
+    bos_id: int | None
+    eos_id: int | None
+    add_bos: bool
+    add_eos: bool
+    has_chat_template: bool
+    chat_template: str | None
+    expert_count: int
+    expert_used_count: int
+    is_recurrent: bool
+    is_hybrid: bool
+    vocab_fingerprint: str
+    tokens: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.expert_count > 0
+
+    @property
+    def speculation_allowed(self) -> bool:
+        return not (self.is_recurrent or self.is_hybrid)
+
+    @property
+    def speculation_reason(self) -> str:
+        if self.speculation_allowed:
+            return "attention-only model: its KV cache can be rolled back, speculation works"
+        kind = "recurrent (state-space)" if self.is_recurrent else "hybrid recurrent/attention"
+        return SSM_REASON.format(arch=self.architecture, kind=kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("tokens")
+        d.pop("chat_template")
+        d.update(
+            is_moe=self.is_moe,
+            speculation_allowed=self.speculation_allowed,
+            speculation_reason=self.speculation_reason,
+        )
+        return d
+
+
+def inspect_model(path: str | Path) -> ModelInfo:
+    """Read ``path``'s header; raise ModelFileError (naming the file) if it is not a model."""
+    header = read_header(path)
+    return model_info_from_header(header)
+
+
+def _is_recurrent_or_hybrid(arch: str, md: dict[str, Any]) -> tuple[bool, bool]:
+    if arch in RECURRENT_ARCHS:
+        return True, False
+    if arch in HYBRID_ARCHS:
+        return False, True
+    # Unknown architectures: recognise state-space layers from their metadata.
+    has_ssm = any(k.startswith((f"{arch}.ssm.", f"{arch}.wkv.")) for k in md)
+    if not has_ssm:
+        return False, False
+    kv_heads = md.get(f"{arch}.attention.head_count_kv")
+    has_attention = isinstance(kv_heads, list) and any(h for h in kv_heads)
+    return (not has_attention), has_attention
+
+
+def _size_label(n_params: int) -> str:
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n_params >= scale:
+            value = n_params / scale
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return str(n_params)
+
+
+def model_info_from_header(header: GGUFHeader) -> ModelInfo:
+    md = header.metadata
+    arch = str(md.get("general.architecture", "unknown"))
+    tokens = md.get("tokenizer.ggml.tokens") or []
+    n_vocab = header.array_lengths.get("tokenizer.ggml.tokens", 0)
+    n_params = sum(t.n_elements for t in header.tensors)
+    recurrent, hybrid = _is_recurrent_or_hybrid(arch, md)
+    template = md.get("tokenizer.chat_template")
+    ftype = md.get("general.file_type")
+    tok_model = str(md.get("tokenizer.ggml.model", ""))
+    digest = hashlib.sha256("\x00".join(tokens).encode("utf-8", "replace")).hexdigest()
+
+    def opt_int(key: str) -> int | None:
+        v = md.get(key)
+        return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
+
+    return ModelInfo(
+        path=str(header.path),
+        file_name=header.path.name,
+        name=str(md.get("general.name") or header.path.stem),
+        architecture=arch,
+        size_label=str(md.get("general.size_label") or _size_label(n_params)),
+        n_params=n_params,
+        file_size=header.file_size,
+        quantization=FILE_TYPES.get(ftype, f"type {ftype}") if ftype is not None else "unknown",
+        context_length=int(md.get(f"{arch}.context_length") or 0),
+        n_vocab=n_vocab,
+        tokenizer_model=tok_model,
+        tokenizer_pre=str(md.get("tokenizer.ggml.pre", "default")),
+        bos_id=opt_int("tokenizer.ggml.bos_token_id"),
+        eos_id=opt_int("tokenizer.ggml.eos_token_id"),
+        add_bos=bool(md.get("tokenizer.ggml.add_bos_token", tok_model in _ADDS_BOS_BY_DEFAULT)),
+        add_eos=bool(md.get("tokenizer.ggml.add_eos_token", tok_model in _ADDS_EOS_BY_DEFAULT)),
+        has_chat_template=bool(template),
+        chat_template=str(template) if template else None,
+        expert_count=int(md.get(f"{arch}.expert_count") or 0),
+        expert_used_count=int(md.get(f"{arch}.expert_used_count") or 0),
+        is_recurrent=recurrent,
+        is_hybrid=hybrid,
+        vocab_fingerprint=digest[:16],
+        tokens=list(tokens),
+    )

@@ -1,0 +1,218 @@
+"""A loaded GGUF model and its context, driven through llama.cpp's low-level API.
+
+``Llama`` loads the model, owns the tokenizer and the chat template; decoding goes through
+our own batch so that a verification asks for logits only on the rows it needs and the KV
+cache can be trimmed back after a rejection. One thread drives one ``LoadedModel``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from app.core import llama_log
+from app.core.errors import DecodeLabError, ModelFileError, RefusedError
+from app.core.gguf_info import ModelInfo, inspect_model
+
+DECODE_OK, DECODE_NO_SLOT, DECODE_ABORTED = 0, 1, 2
+
+
+class DecodeAborted(Exception):
+    """llama_decode stopped because the abort callback asked it to (a cancel)."""
+
+
+class ContextFull(Exception):
+    """No room left in the KV cache for the batch."""
+
+
+def physical_cores() -> int:
+    """Physical cores (llama.cpp's own default): hyper-threads slow a memory-bound decode."""
+    try:
+        cores = set()
+        block: dict[str, str] = {}
+        with open("/proc/cpuinfo") as fh:
+            for line in list(fh) + [""]:
+                if not line.strip():
+                    if "core id" in block:
+                        cores.add((block.get("physical id"), block["core id"]))
+                    block = {}
+                elif ":" in line:
+                    k, v = line.split(":", 1)
+                    block[k.strip()] = v.strip()
+        if cores:
+            return len(cores)
+    except OSError:
+        pass
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass
+class LoadOptions:
+    n_ctx: int = 4096
+    n_batch: int = 512
+    threads: int | None = None
+    threads_batch: int | None = None
+    expert_used_count: int | None = None
+    gpu_layers: int = 0
+
+
+def round_ctx(n_ctx: int) -> int:
+    """llama.cpp rounds n_ctx up to a multiple of 256 while Llama sizes from the request."""
+    return max(256, (n_ctx + 255) // 256 * 256)
+
+
+class LoadedModel:
+    """A model, its context and a reusable batch. Not thread-safe: one driver thread."""
+
+    def __init__(self, path: str | Path, options: LoadOptions, info: ModelInfo | None = None):
+        self.path = str(path)
+        self.info = info or inspect_model(path)
+        self.options = options
+        overrides: dict[str, bool | int | float | str] = {}
+        count = options.expert_used_count
+        if count is not None:
+            validate_expert_count(self.info, count)
+            overrides[f"{self.info.architecture}.expert_used_count"] = int(count)
+        self.expert_used_count = count if count is not None else self.info.expert_used_count
+        self.threads = options.threads or physical_cores()
+        self.threads_batch = options.threads_batch or self.threads
+        n_ctx = round_ctx(min(options.n_ctx, self.info.context_length or options.n_ctx))
+        llama_log.install()
+        try:
+            self.llama = llama_cpp.Llama(
+                self.path, n_ctx=n_ctx, n_batch=options.n_batch, n_ubatch=options.n_batch,
+                n_threads=self.threads, n_threads_batch=self.threads_batch,
+                n_gpu_layers=options.gpu_layers, kv_overrides=overrides or None,
+                logits_all=False, verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            detail = llama_log.last_error() or str(exc)
+            raise ModelFileError(self.path, f"llama.cpp could not load it: {detail}") from exc
+        self.ctx = self.llama.ctx
+        self.model = self.llama.model
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
+        self.n_ctx = int(llama_cpp.llama_n_ctx(self.ctx))
+        self.n_batch = options.n_batch
+        self.is_recurrent = bool(llama_cpp.llama_model_is_recurrent(self.model))
+        self.is_hybrid = bool(llama_cpp.llama_model_is_hybrid(self.model))
+        self._batch = llama_cpp.llama_batch_init(max(self.n_batch, 64), 0, 1)
+        self._batch_cap = max(self.n_batch, 64)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
+        # llama_decode polls this during long batches: setting it cancels a prefill.
+        self.abort_event = threading.Event()
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self.abort_event.is_set())
+        llama_cpp.llama_set_abort_callback(self.ctx, self._abort_cb, None)
+        self.n_past = 0
+
+    # -- tokens -------------------------------------------------------------------------
+    def tokenize(self, text: str, add_bos: bool, special: bool = True) -> list[int]:
+        return list(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+
+    def piece(self, token: int) -> bytes:
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf, 256, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+            raw = buf.raw[:n]
+        else:
+            raw = self._piece_buf.raw[:n]
+        self._pieces[token] = raw
+        return raw
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    # -- decoding -----------------------------------------------------------------------
+    def eval(self, tokens: Sequence[int], n_logits: int) -> np.ndarray:
+        """Append ``tokens`` at ``n_past``; return logits of the last ``n_logits`` tokens.
+
+        The returned array is a view into llama.cpp's buffer, valid until the next eval.
+        """
+        if not tokens:
+            raise ValueError("nothing to evaluate")
+        if self.n_past + len(tokens) > self.n_ctx:
+            raise ContextFull(f"context of {self.n_ctx} tokens is full")
+        if not 0 <= n_logits <= min(len(tokens), self._batch_cap):
+            raise ValueError(f"cannot return {n_logits} logit rows for {len(tokens)} tokens")
+        # Everything before the logit rows goes in full chunks; the rows themselves come
+        # last, in one chunk, so that llama.cpp's output buffer holds all of them.
+        first_logit = len(tokens) - n_logits
+        for start in range(0, first_logit, self._batch_cap):
+            self._decode(tokens[start : min(start + self._batch_cap, first_logit)], False)
+        if n_logits == 0:
+            return np.empty((0, self.n_vocab), dtype=np.float32)
+        self._decode(tokens[first_logit:], True)
+        ptr = llama_cpp.llama_get_logits(self.ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n_logits, self.n_vocab))
+
+    def _decode(self, chunk: Sequence[int], want_logits: bool) -> None:
+        b = self._batch
+        for i, tok in enumerate(chunk):
+            b.token[i] = tok
+            b.pos[i] = self.n_past + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = want_logits
+        b.n_tokens = len(chunk)
+        rc = llama_cpp.llama_decode(self.ctx, b)
+        if rc == DECODE_ABORTED:
+            # A partly decoded batch may have left cells behind: drop them.
+            self._drop_tail(self.n_past)
+            raise DecodeAborted()
+        if rc == DECODE_NO_SLOT:
+            raise ContextFull(f"no KV slot for {len(chunk)} tokens at {self.n_past}")
+        if rc != DECODE_OK:
+            raise DecodeLabError(f"llama_decode failed with code {rc}")
+        self.n_past += len(chunk)
+
+    def trim(self, n_keep: int) -> None:
+        """Drop every cached position >= n_keep. Refused for memories that cannot do it."""
+        if n_keep >= self.n_past:
+            return
+        self._drop_tail(n_keep)
+
+    def _drop_tail(self, n_keep: int) -> None:
+        mem = llama_cpp.llama_get_memory(self.ctx)
+        if not llama_cpp.llama_memory_seq_rm(mem, 0, n_keep, -1):
+            raise RefusedError(
+                f"{self.info.file_name}: llama.cpp cannot roll back this model's memory "
+                "(recurrent state); speculation is impossible"
+            )
+        self.n_past = n_keep
+
+    def reset(self) -> None:
+        mem = llama_cpp.llama_get_memory(self.ctx)
+        llama_cpp.llama_memory_clear(mem, True)
+        self.n_past = 0
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            llama_cpp.llama_batch_free(self._batch)
+        with contextlib.suppress(Exception):
+            self.llama.close()
+
+
+def validate_expert_count(info: ModelInfo, count: int) -> None:
+    """llama.cpp aborts the process on a bad count: refuse it here instead."""
+    if not info.is_moe:
+        raise RefusedError(
+            f"{info.file_name} is not a Mixture-of-Experts model: expert count cannot be set"
+        )
+    if not 1 <= count <= info.expert_count:
+        raise RefusedError(
+            f"expert count {count} out of range: {info.file_name} has "
+            f"{info.expert_count} experts (allowed 1…{info.expert_count})"
+        )

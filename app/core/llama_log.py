@@ -1,0 +1,55 @@
+"""Route llama.cpp's log into Python logging, and remember the last errors.
+
+``verbose=False`` hides real errors while letting warnings through; our own callback sends
+everything to the ``llama.cpp`` logger (the GUI shows it in a panel, the app writes a log
+file) and keeps the recent error lines so that a failed load can say why.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import threading
+
+import llama_cpp
+
+logger = logging.getLogger("llama.cpp")
+
+_LEVELS = {2: logging.ERROR, 3: logging.WARNING, 4: logging.INFO, 1: logging.DEBUG}
+_lock = threading.Lock()
+_errors: collections.deque[str] = collections.deque(maxlen=8)
+_partial: list[str] = []
+_installed: list[object] = []
+
+
+def _on_log(level: int, text: bytes | None, _user_data: ctypes.c_void_p) -> None:
+    if not text:
+        return
+    message = text.decode("utf-8", errors="replace")
+    with _lock:
+        # llama.cpp sends continuation pieces (level CONT = 5) without a newline.
+        _partial.append(message)
+        if not message.endswith("\n"):
+            return
+        line = "".join(_partial).rstrip()
+        _partial.clear()
+    py_level = _LEVELS.get(level, logging.DEBUG)
+    if py_level >= logging.ERROR:
+        _errors.append(line)
+    logger.log(py_level, line)
+
+
+def install() -> None:
+    """Install the callback once per process (idempotent)."""
+    with _lock:
+        if _installed:
+            return
+        callback = llama_cpp.llama_log_callback(_on_log)
+        _installed.append(callback)  # keep it alive: llama.cpp holds only the pointer
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+def last_error() -> str | None:
+    with _lock:
+        return _errors[-1] if _errors else None

@@ -1,0 +1,159 @@
+"""The one entry point the CLI and the GUI worker use to run tracks.
+
+A ``Session`` owns the loaded target and draft (reused across runs while their load
+options stay the same), applies every guard before decoding (deprecated track, SSM model,
+incompatible draft, expert count out of range), builds the draft sources for the track
+and runs the engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from app.core.adaptive import CostModel
+from app.core.compat import Compatibility, check_draft
+from app.core.drafters import DraftModel, PromptLookup
+from app.core.engine import Drafter, EventSink, Generation
+from app.core.errors import RefusedError
+from app.core.events import RunResult, RunSettings
+from app.core.gguf_info import ModelInfo, inspect_model
+from app.core.llama_backend import LoadedModel, LoadOptions, validate_expert_count
+from app.core.sampling import SamplerSettings
+from app.core.tracks import get_track, require_available
+
+
+@dataclass
+class PreparedPair:
+    target: ModelInfo
+    draft: ModelInfo | None
+    compatibility: Compatibility | None
+
+
+def render_prompt(model: LoadedModel, text: str, chat: bool, system: str | None) -> list[int]:
+    """Token ids of ``text``, wrapped in the model's chat template when ``chat``."""
+    info = model.info
+    if chat and info.chat_template:
+        bos = model.piece(info.bos_id).decode("utf-8", "replace") if info.bos_id is not None else ""
+        eos = model.piece(info.eos_id).decode("utf-8", "replace") if info.eos_id is not None else ""
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": text}
+        ]
+        formatter = Jinja2ChatFormatter(info.chat_template, eos_token=eos, bos_token=bos)
+        rendered = formatter(messages=messages).prompt
+        add_bos = info.add_bos and not (bos and rendered.startswith(bos))
+        return model.tokenize(rendered, add_bos=add_bos, special=True)
+    return model.tokenize(text, add_bos=info.add_bos, special=True)
+
+
+class Session:
+    """Loaded models plus the guards; not thread-safe (the GUI calls it from one worker)."""
+
+    def __init__(self) -> None:
+        self.target: LoadedModel | None = None
+        self.draft: LoadedModel | None = None
+        self._target_key: tuple[object, ...] | None = None
+        self._draft_key: tuple[object, ...] | None = None
+        self.costs: dict[tuple[object, ...], CostModel] = {}
+
+    # -- guards ---------------------------------------------------------------------------
+    @staticmethod
+    def check(target_path: str | Path, draft_path: str | Path | None, s: RunSettings) -> PreparedPair:
+        """Every refusal that can be decided before loading anything."""
+        track = get_track(s.track)
+        target = inspect_model(target_path)
+        draft = inspect_model(draft_path) if draft_path and track.uses_draft else None
+        compat = check_draft(target, draft) if draft is not None else None
+        require_available(track, target, draft, compat)
+        if track.uses_moe and s.experts is not None:
+            validate_expert_count(target, s.experts)
+        if s.draft_max < 0 or s.draft_min < 0 or s.max_tokens < 1:
+            raise RefusedError("draft-max, draft-min must be >= 0 and max-tokens >= 1")
+        if s.ngram_min < 1 or s.ngram_max < s.ngram_min:
+            raise RefusedError("need 1 <= ngram-min <= ngram-max")
+        return PreparedPair(target, draft, compat)
+
+    # -- loading --------------------------------------------------------------------------
+    def load_target(self, path: str | Path, s: RunSettings, info: ModelInfo | None = None) -> LoadedModel:
+        track = get_track(s.track)
+        experts = s.experts if track.uses_moe else None
+        key = (str(path), experts, s.threads, s.ctx, s.gpu_layers)
+        if self.target is None or self._target_key != key:
+            self.close_target()
+            opts = LoadOptions(n_ctx=s.ctx, threads=s.threads, expert_used_count=experts,
+                               gpu_layers=s.gpu_layers)
+            self.target = LoadedModel(path, opts, info)
+            self._target_key = key
+        return self.target
+
+    def load_draft(self, path: str | Path, s: RunSettings, info: ModelInfo | None = None) -> LoadedModel:
+        key = (str(path), s.threads, s.ctx, s.draft_gpu_layers)
+        if self.draft is None or self._draft_key != key:
+            self.close_draft()
+            opts = LoadOptions(n_ctx=s.ctx, threads=s.threads, gpu_layers=s.draft_gpu_layers)
+            self.draft = LoadedModel(path, opts, info)
+            self._draft_key = key
+        return self.draft
+
+    def close_target(self) -> None:
+        if self.target is not None:
+            self.target.close()
+        self.target, self._target_key = None, None
+
+    def close_draft(self) -> None:
+        if self.draft is not None:
+            self.draft.close()
+        self.draft, self._draft_key = None, None
+
+    def close(self) -> None:
+        self.close_target()
+        self.close_draft()
+
+    # -- running --------------------------------------------------------------------------
+    def run(
+        self,
+        target_path: str | Path,
+        draft_path: str | Path | None,
+        prompt: str,
+        s: RunSettings,
+        on_event: EventSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        pair = self.check(target_path, draft_path, s)
+        track = get_track(s.track)
+        target = self.load_target(target_path, s, pair.target)
+        draft = self.load_draft(draft_path, s, pair.draft) if pair.draft and draft_path else None
+        ids = render_prompt(target, prompt, s.chat, s.system)
+        costs = self.costs.setdefault(self._target_key or (), CostModel())
+        drafters: list[Drafter] = []
+        if track.uses_lookup:
+            drafters.append(PromptLookup(s.ngram_min, s.ngram_max, s.adaptive, costs))
+        draft_source = None
+        if track.uses_draft and draft is not None:
+            sampler = SamplerSettings(s.temperature, s.top_k, s.top_p, s.min_p)
+            draft_source = DraftModel(draft, sampler, s.draft_p_min, s.adaptive, costs,
+                                      np.random.default_rng(s.seed + 1))
+            drafters.append(draft_source)
+        gen = Generation(
+            target, drafters, ids, s, on_event, cancel, costs,
+            prefill_drafters=draft_source.prefill if draft_source else None,
+        )
+        result = gen.run()
+        result.effective = {
+            "track": track.id,
+            "expert_used_count": target.expert_used_count if pair.target.is_moe else None,
+            "expert_count": pair.target.expert_count or None,
+            "threads": target.threads,
+            "threads_batch": target.threads_batch,
+            "n_ctx": target.n_ctx,
+            "draft_max": s.draft_max if track.speculates else 0,
+            "adaptive": s.adaptive if track.speculates else False,
+            "chat_template_applied": bool(s.chat and pair.target.chat_template),
+            "target": str(target_path),
+            "draft": str(draft_path) if draft is not None else None,
+        }
+        return result
