@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="decodelab", description="DecodeLab: which decoding track pays?")
     parser.add_argument("--version", action="version", version=f"decodelab {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub: Any = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     gui = sub.add_parser("gui", help="open the workbench window (the default)")
     add_gui_arguments(gui)
@@ -84,8 +84,11 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", action="store_true", help="start a run right away")
     p.add_argument("--screenshot", help="save a PNG of the window when the run ends")
     p.add_argument("--exit", action="store_true", help="quit after the run (and screenshot)")
-    p.add_argument("--fetch-default", action="store_true",
-                   help="fetch the default model first if it is missing")
+    p.add_argument(
+        "--fetch-default",
+        action="store_true",
+        help="fetch the default model first if it is missing",
+    )
     p.set_defaults(func=_cmd_gui)
 
 
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("llama.cpp").setLevel(logging.CRITICAL)
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["gui", *argv]
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

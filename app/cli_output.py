@@ -28,12 +28,22 @@ def print_inspect(info: ModelInfo, compat: Compatibility | None) -> None:
         ("vocabulary", f"{info.n_vocab} ({info.tokenizer_model}/{info.tokenizer_pre})"),
         ("BOS / EOS", f"{info.bos_id} / {info.eos_id} (add BOS: {info.add_bos})"),
         ("chat template", "yes" if info.has_chat_template else "no"),
-        ("experts", f"{info.expert_used_count} of {info.expert_count} active"
-         if info.is_moe else "not MoE"),
-        ("recurrent", "recurrent" if info.is_recurrent else
-         "hybrid" if info.is_hybrid else "no (attention only)"),
-        ("speculation", ("allowed: " if info.speculation_allowed else "refused: ")
-         + info.speculation_reason),
+        (
+            "experts",
+            f"{info.expert_used_count} of {info.expert_count} active" if info.is_moe else "not MoE",
+        ),
+        (
+            "recurrent",
+            "recurrent"
+            if info.is_recurrent
+            else "hybrid"
+            if info.is_hybrid
+            else "no (attention only)",
+        ),
+        (
+            "speculation",
+            ("allowed: " if info.speculation_allowed else "refused: ") + info.speculation_reason,
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -74,7 +84,9 @@ def print_result(r: RunResult, streamed: bool) -> None:
 
 
 def print_comparison(c: Comparison) -> None:
-    head = f"{'track':<18} {'tok/s':>8} {'speedup':>8} {'accept':>7} {'mean len':>8} {'same':>5}  note"
+    head = (
+        f"{'track':<18} {'tok/s':>8} {'speedup':>8} {'accept':>7} {'mean len':>8} {'same':>5}  note"
+    )
     print(head)
     print("-" * len(head))
     for run in c.runs:
@@ -83,20 +95,41 @@ def print_comparison(c: Comparison) -> None:
         if run.first_difference is not None:
             note = f"differs at token {run.first_difference}"
             if run.baseline_margin is not None:
-                note += (f" (baseline margin {run.baseline_margin:.3f}: "
-                         f"{'near-tie' if run.near_tie else 'NOT a near-tie'})")
-        same = "-" if run.same_text_as_baseline is None else (
-            "yes" if run.same_text_as_baseline else "no")
-        print(f"{r.track:<18} {r.tokens_per_second:>8.2f} {_fmt(run.speedup, '.2f'):>8} "
-              f"{_fmt(r.acceptance_rate, '.0%'):>7} {_fmt(r.mean_accepted_length):>8} "
-              f"{same:>5}  {note}")
+                note += (
+                    f" (baseline margin {run.baseline_margin:.3f}: "
+                    f"{'near-tie' if run.near_tie else 'NOT a near-tie'})"
+                )
+        same = (
+            "-"
+            if run.same_text_as_baseline is None
+            else ("yes" if run.same_text_as_baseline else "no")
+        )
+        print(
+            f"{r.track:<18} {r.tokens_per_second:>8.2f} {_fmt(run.speedup, '.2f'):>8} "
+            f"{_fmt(r.acceptance_rate, '.0%'):>7} {_fmt(r.mean_accepted_length):>8} "
+            f"{same:>5}  {note}"
+        )
 
 
 CSV_FIELDS = [
-    "track", "tokens_per_second", "speedup", "same_text_as_baseline", "first_difference",
-    "near_tie_at_difference", "acceptance_rate", "mean_accepted_length", "n_generated",
-    "n_drafted", "n_accepted", "n_rounds", "prompt_tokens", "generation_seconds",
-    "prefill_seconds", "draft_seconds", "verify_seconds", "stop_reason",
+    "track",
+    "tokens_per_second",
+    "speedup",
+    "same_text_as_baseline",
+    "first_difference",
+    "near_tie_at_difference",
+    "acceptance_rate",
+    "mean_accepted_length",
+    "n_generated",
+    "n_drafted",
+    "n_accepted",
+    "n_rounds",
+    "prompt_tokens",
+    "generation_seconds",
+    "prefill_seconds",
+    "draft_seconds",
+    "verify_seconds",
+    "stop_reason",
 ]
 
 

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from app.core.errors import RefusedError
 from app.core.events import RunSettings
@@ -32,8 +33,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draft-p-min", type=float, default=0.6)
     p.add_argument("--ngram-min", type=int, default=2)
     p.add_argument("--ngram-max", type=int, default=4)
-    p.add_argument("--fixed", action="store_true",
-                   help="fixed draft length K (as llama.cpp) instead of adaptive drafting")
+    p.add_argument(
+        "--fixed",
+        action="store_true",
+        help="fixed draft length K (as llama.cpp) instead of adaptive drafting",
+    )
     p.add_argument("--experts", type=int, help="active experts for MoE tracks")
     p.add_argument("--threads", type=int, help="default: physical cores")
     p.add_argument("--ctx", type=int, default=4096)
@@ -43,7 +47,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-events", action="store_true", help="leave per-token events out of JSON")
 
 
-def add_run_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_run_parsers(sub: Any) -> None:
     run = sub.add_parser("run", help="run one track")
     _add_common(run)
     run.add_argument("--track", required=True)
@@ -58,12 +62,26 @@ def add_run_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def settings_from(args: argparse.Namespace, track: str) -> RunSettings:
     return RunSettings(
-        track=track, max_tokens=args.max_tokens, temperature=args.temp, seed=args.seed,
-        top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, draft_max=args.draft_max,
-        draft_min=args.draft_min, draft_p_min=args.draft_p_min, ngram_min=args.ngram_min,
-        ngram_max=args.ngram_max, adaptive=not args.fixed, experts=args.experts,
-        threads=args.threads, ctx=args.ctx, chat=args.chat, system=args.system,
-        gpu_layers=args.gpu_layers, draft_gpu_layers=args.draft_gpu_layers,
+        track=track,
+        max_tokens=args.max_tokens,
+        temperature=args.temp,
+        seed=args.seed,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        draft_max=args.draft_max,
+        draft_min=args.draft_min,
+        draft_p_min=args.draft_p_min,
+        ngram_min=args.ngram_min,
+        ngram_max=args.ngram_max,
+        adaptive=not args.fixed,
+        experts=args.experts,
+        threads=args.threads,
+        ctx=args.ctx,
+        chat=args.chat,
+        system=args.system,
+        gpu_layers=args.gpu_layers,
+        draft_gpu_layers=args.draft_gpu_layers,
     )
 
 
@@ -119,8 +137,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise RefusedError("--tracks names no track")
     session = Session()
     try:
-        result = compare(session, target, draft, _prompt(args), tracks,
-                         settings_from(args, "baseline"), cancel=_cancel_on_sigint())
+        result = compare(
+            session,
+            target,
+            draft,
+            _prompt(args),
+            tracks,
+            settings_from(args, "baseline"),
+            cancel=_cancel_on_sigint(),
+        )
     finally:
         session.close()
     if args.csv:

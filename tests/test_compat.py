@@ -26,8 +26,16 @@ def test_same_tokenizer_is_compatible(tiny_dense: Path, tiny_draft: Path) -> Non
     result = check_draft(inspect_model(tiny_dense), inspect_model(tiny_draft))
     assert result.compatible, result.summary()
     names = {c.name for c in result.checks}
-    assert {"tokenizer model", "pre-tokenizer", "vocabulary size", "token texts",
-            "adds BOS", "adds EOS", "EOS id", "draft can speculate"} <= names
+    assert {
+        "tokenizer model",
+        "pre-tokenizer",
+        "vocabulary size",
+        "token texts",
+        "adds BOS",
+        "adds EOS",
+        "EOS id",
+        "draft can speculate",
+    } <= names
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANT_CHECKS))
@@ -35,7 +43,13 @@ def test_each_variant_fails_its_check(
     tiny_dir: Path, tiny_dense: Path, tokenizer_source: Path | None, variant: str
 ) -> None:
     draft = tiny_models.tokenizer_variant(tiny_dir, variant, tokenizer_source)
-    result = check_draft(inspect_model(tiny_dense), inspect_model(draft))
+    target = inspect_model(tiny_dense)
+    result = check_draft(target, inspect_model(draft))
+    if variant == "bos_id" and not target.add_bos:
+        # llama.cpp compares BOS ids only when BOS is added (SmolLM2 adds none).
+        check = next(c for c in result.checks if c.name == "BOS id")
+        assert check.ok and "harmless" in check.detail
+        return
     assert not result.compatible
     failed = {c.name for c in result.failed}
     assert VARIANT_CHECKS[variant] in failed, result.summary()

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from app.core.adaptive import CostModel
 from app.core.compare import NEAR_TIE, baseline_margin, first_difference
 from app.core.drafters import PromptLookup
 from app.core.engine import Generation
 from app.core.errors import RefusedError
 from app.core.events import RejectionEvent, RoundEvent, RunResult, RunSettings, TokenEvent
-from app.core.adaptive import CostModel
 from app.core.session import Session
 
 PROMPT = (
@@ -49,15 +49,18 @@ def check_accounting(r: RunResult) -> None:
         assert 0 <= x.accepted <= x.proposed
         if i < len(rounds) - 1:  # only the last round may be cut (max tokens / eos)
             assert x.generated == x.accepted + 1
-    assert len(rejected) == r.n_drafted - r.n_accepted or rounds[-1].generated <= rounds[-1].accepted
+    assert (
+        len(rejected) == r.n_drafted - r.n_accepted or rounds[-1].generated <= rounds[-1].accepted
+    )
     accepted = [t for t in tokens if t.origin == "accepted"]
     assert len(accepted) == r.n_accepted
     assert all(t.source in ("draft", "lookup") for t in accepted)
     assert r.text == "".join(t.text for t in tokens)
 
 
-def assert_lossless(session: Session, target: Path, base: RunResult, other: RunResult,
-                    s: RunSettings) -> None:
+def assert_lossless(
+    session: Session, target: Path, base: RunResult, other: RunResult, s: RunSettings
+) -> None:
     diff = first_difference(base.token_ids, other.token_ids)
     if diff is None:
         return
@@ -72,13 +75,22 @@ def test_greedy_speculation_equals_baseline(
     base = session.run(tiny_dense, None, PROMPT, settings("baseline"))
     check_accounting(base)
     assert base.n_drafted == 0 and base.stop_reason in ("max_tokens", "eos")
-    # tiny_dense drafting for itself: nearly everything accepted; tiny_draft: mostly not.
-    for track, draft in (("lookup", None), ("draft", tiny_dense), ("draft", tiny_draft),
-                         ("draft+lookup", tiny_draft)):
-        s = settings(track, adaptive=adaptive)
+    # tiny_dense drafting for itself: nearly everything accepted; tiny_draft (other random
+    # weights, flat distributions) is mostly rejected, so it drafts only with p-min 0 and a
+    # fixed K: adaptive drafting rightly declines to draft with it.
+    for track, draft in (
+        ("lookup", None),
+        ("draft", tiny_dense),
+        ("draft", tiny_draft),
+        ("draft+lookup", tiny_draft),
+    ):
+        s = settings(track, adaptive=adaptive, draft_p_min=0.0)
         other = session.run(tiny_dense, draft, PROMPT, s)
         check_accounting(other)
-        assert other.n_drafted > 0, f"{track} with {draft} drafted nothing"
+        if not adaptive or draft != tiny_draft:
+            assert other.n_drafted > 0, f"{track} with {draft} drafted nothing"
+        if draft == tiny_draft and not adaptive:
+            assert other.n_accepted < other.n_drafted, "expected rejections"
         assert_lossless(session, tiny_dense, base, other, s)
     self_draft = session.run(tiny_dense, tiny_dense, PROMPT, settings("draft", adaptive=adaptive))
     assert (self_draft.acceptance_rate or 0) > 0.8
@@ -110,8 +122,9 @@ def test_ssm_model_never_speculates(session: Session, tiny_mamba: Path, tiny_den
     # The engine's own guard, bypassing the session's checks:
     assert session.target is not None and session.target.is_recurrent
     with pytest.raises(RefusedError, match="rolled back"):
-        Generation(session.target, [PromptLookup(1, 3, False, CostModel())], [1, 2, 3],
-                   settings("lookup"))
+        Generation(
+            session.target, [PromptLookup(1, 3, False, CostModel())], [1, 2, 3], settings("lookup")
+        )
 
 
 def test_incompatible_draft_is_refused_before_decoding(
@@ -138,7 +151,9 @@ def test_cancel_is_prompt_and_keeps_partial_output(session: Session, tiny_dense:
             if len(seen) == 5:
                 cancel.set()
 
-    r = session.run(tiny_dense, None, PROMPT, settings("baseline", max_tokens=500), on_event, cancel)
+    r = session.run(
+        tiny_dense, None, PROMPT, settings("baseline", max_tokens=500), on_event, cancel
+    )
     assert r.stop_reason == "cancelled"
     assert 5 <= r.n_generated <= 6 and r.token_ids == seen
     assert r.text
@@ -155,12 +170,16 @@ def test_context_overflow_stops_cleanly(session: Session, tiny_dense: Path) -> N
     for track in ("baseline", "lookup"):
         r = session.run(tiny_dense, None, PROMPT, settings(track, ctx=256, max_tokens=2000))
         assert r.stop_reason == "context_full"
-        assert r.prompt_tokens + r.n_generated <= 256
+        # The last answer token is never fed back: the context holds all but it.
+        assert r.prompt_tokens + r.n_generated - 1 <= 256
         check_accounting(r)
 
 
-def test_sampling_is_reproducible_with_a_seed(session: Session, tiny_dense: Path, tiny_draft: Path) -> None:
-    s = settings("draft", temperature=0.9, seed=7)
+def test_sampling_is_reproducible_with_a_seed(
+    session: Session, tiny_dense: Path, tiny_draft: Path
+) -> None:
+    # Fixed K: adaptive draft lengths follow measured timings, which no seed fixes.
+    s = settings("draft", temperature=0.9, seed=7, adaptive=False, draft_p_min=0.0)
     a = session.run(tiny_dense, tiny_draft, PROMPT, s)
     b = session.run(tiny_dense, tiny_draft, PROMPT, s)
     c = session.run(tiny_dense, tiny_draft, PROMPT, replace(s, seed=8))

@@ -54,8 +54,17 @@ def test_header_reader_agrees_with_llama_cpp(tiny_mamba: Path, tiny_dense: Path)
 
 @pytest.mark.parametrize(
     "name",
-    ["missing", "empty", "text", "random", "truncated_data", "truncated_kv",
-     "absurd_tensor_count", "absurd_kv_count", "bad_version"],
+    [
+        "missing",
+        "empty",
+        "text",
+        "random",
+        "truncated_data",
+        "truncated_kv",
+        "absurd_tensor_count",
+        "absurd_kv_count",
+        "bad_version",
+    ],
 )
 def test_broken_files_give_a_named_error_quickly(broken_files: dict[str, Path], name: str) -> None:
     path = broken_files[name]

@@ -26,16 +26,29 @@ RUNS = 1200
 def test_first_token_distribution_matches_target(
     tiny_dense: Path, tiny_draft: Path, track: str
 ) -> None:
-    s = RunSettings(track=track, max_tokens=2, temperature=1.0, top_k=6, top_p=1.0,
-                    min_p=0.0, draft_max=2, ctx=256, threads=1, adaptive=False,
-                    ngram_min=1, ngram_max=1)
+    s = RunSettings(
+        track=track,
+        max_tokens=2,
+        temperature=1.0,
+        top_k=6,
+        top_p=1.0,
+        min_p=0.0,
+        draft_max=2,
+        ctx=256,
+        threads=1,
+        adaptive=False,
+        ngram_min=1,
+        ngram_max=1,
+    )
     prompt = PROMPT + " far" if track == "lookup" else PROMPT  # give lookup a match
     session = Session()
     try:
         counts: Counter[int] = Counter()
         rejected = 0
         for seed in range(RUNS):
-            r = session.run(tiny_dense, tiny_draft, prompt, RunSettings(**{**s.to_dict(), "seed": seed}))
+            r = session.run(
+                tiny_dense, tiny_draft, prompt, RunSettings(**{**s.to_dict(), "seed": seed})
+            )
             counts[r.token_ids[0]] += 1
             rejected += r.n_drafted - r.n_accepted
         target = session.target

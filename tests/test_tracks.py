@@ -11,8 +11,16 @@ from app.core.errors import RefusedError
 from app.core.gguf_info import inspect_model
 from app.core.tracks import DEPRECATED, WORKING, availability, get_track
 
-CONTRACT_IDS = {"baseline", "draft", "moe", "lookup", "draft+lookup", "moe+lookup",
-                "moe+draft", "moe+draft+lookup"}
+CONTRACT_IDS = {
+    "baseline",
+    "draft",
+    "moe",
+    "lookup",
+    "draft+lookup",
+    "moe+lookup",
+    "moe+draft",
+    "moe+draft+lookup",
+}
 DEPRECATED_IDS = {"eagle", "medusa", "ssm-spec", "cas-spec", "clasp-swift", "kangaroo"}
 
 

@@ -63,8 +63,14 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
-def baseline_margin(session: Session, target_path: str | Path, prompt: str,
-                    s: RunSettings, answer: list[int], position: int) -> float:
+def baseline_margin(
+    session: Session,
+    target_path: str | Path,
+    prompt: str,
+    s: RunSettings,
+    answer: list[int],
+    position: int,
+) -> float:
     """Top-2 logit margin of the baseline at ``position`` (re-evaluated in one batch)."""
     base = replace(s, track="baseline", experts=s.experts)
     model = session.load_target(target_path, base)
@@ -94,24 +100,24 @@ def compare(
         if cancel is not None and cancel.is_set():
             break
         sink = on_event(t) if on_event else None
-        results.append(session.run(target_path, draft_path, prompt, replace(s, track=t),
-                                   sink, cancel))
+        results.append(
+            session.run(target_path, draft_path, prompt, replace(s, track=t), sink, cancel)
+        )
     base = results[0] if results else None
     out = Comparison()
     for r in results:
         if base is None or r is base:
-            out.runs.append(ComparedRun(r, 1.0 if r is base else None,
-                                        True if r is base else None))
+            out.runs.append(ComparedRun(r, 1.0 if r is base else None, True if r is base else None))
             continue
-        speed = (r.tokens_per_second / base.tokens_per_second
-                 if base.tokens_per_second > 0 else None)
+        speed = r.tokens_per_second / base.tokens_per_second if base.tokens_per_second > 0 else None
         diff = first_difference(base.token_ids, r.token_ids)
         n = min(len(base.token_ids), len(r.token_ids))
         run = ComparedRun(r, speed, diff is None)
         if diff is not None and diff < n and s.temperature <= 0:
             run.first_difference = diff
-            run.baseline_margin = baseline_margin(session, target_path, prompt, s,
-                                                  base.token_ids, diff)
+            run.baseline_margin = baseline_margin(
+                session, target_path, prompt, s, base.token_ids, diff
+            )
         elif diff is not None:
             run.first_difference = diff
         out.runs.append(run)

@@ -57,11 +57,12 @@ def _same(name: str, target: object, draft: object, what: str = "") -> Check:
 
 def _special_token(name: str, flag: str, target: ModelInfo, draft: ModelInfo) -> list[Check]:
     t_add, d_add = getattr(target, f"add_{flag}"), getattr(draft, f"add_{flag}")
-    checks = [_same(f"adds {name}", t_add, d_add)]
     t_id, d_id = getattr(target, f"{flag}_id"), getattr(draft, f"{flag}_id")
-    if t_add or d_add or flag == "eos":
-        checks.append(_same(f"{name} id", t_id, d_id))
-    return checks
+    id_check = _same(f"{name} id", t_id, d_id)
+    # As llama.cpp: a BOS id only matters when it is added; EOS ends generation: always.
+    if not id_check.ok and flag == "bos" and not t_add:
+        id_check = Check(id_check.name, True, f"{id_check.detail}, harmless: no {name} is added")
+    return [_same(f"adds {name}", t_add, d_add), id_check]
 
 
 def _token_texts(target: ModelInfo, draft: ModelInfo) -> Check:
@@ -80,21 +81,29 @@ def check_draft(target: ModelInfo, draft: ModelInfo) -> Compatibility:
     """Compare ``draft`` with ``target``; never raises, reports every check."""
     result = Compatibility()
     add = result.checks.append
-    add(Check(
-        "draft can speculate",
-        draft.speculation_allowed,
-        "attention-only draft" if draft.speculation_allowed else draft.speculation_reason,
-    ))
+    add(
+        Check(
+            "draft can speculate",
+            draft.speculation_allowed,
+            "attention-only draft" if draft.speculation_allowed else draft.speculation_reason,
+        )
+    )
     add(_same("tokenizer model", target.tokenizer_model, draft.tokenizer_model))
     add(_same("pre-tokenizer", target.tokenizer_pre, draft.tokenizer_pre))
     result.checks.extend(_special_token("BOS", "bos", target, draft))
     result.checks.extend(_special_token("EOS", "eos", target, draft))
     diff = abs(target.n_vocab - draft.n_vocab)
-    add(Check(
-        "vocabulary size",
-        diff <= VOCAB_SIZE_TOLERANCE,
-        f"vocab {target.n_vocab} vs {draft.n_vocab}"
-        + ("" if diff <= VOCAB_SIZE_TOLERANCE else f" (differ by {diff} > {VOCAB_SIZE_TOLERANCE})"),
-    ))
+    add(
+        Check(
+            "vocabulary size",
+            diff <= VOCAB_SIZE_TOLERANCE,
+            f"vocab {target.n_vocab} vs {draft.n_vocab}"
+            + (
+                ""
+                if diff <= VOCAB_SIZE_TOLERANCE
+                else f" (differ by {diff} > {VOCAB_SIZE_TOLERANCE})"
+            ),
+        )
+    )
     add(_token_texts(target, draft))
     return result

@@ -176,8 +176,10 @@ class DraftModel:
             chances.append(min(0.99, conf * self.calibration))
             if len(prop.tokens) >= limit:
                 break
-            if self.adaptive and len(prop.tokens) >= min_length and not worth_extending(
-                chances, chances[-1], self.costs, self.costs.draft_step
+            if (
+                self.adaptive
+                and len(prop.tokens) >= min_length
+                and not worth_extending(chances, chances[-1], self.costs, self.costs.draft_step)
             ):
                 break
             try:

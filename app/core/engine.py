@@ -17,17 +17,19 @@ from typing import Protocol
 import numpy as np
 
 from app.core.adaptive import CostModel
+from app.core.drafters import Proposal
+from app.core.errors import RefusedError
 from app.core.events import (
     Event,
+    Origin,
     RejectionEvent,
     RoundEvent,
     RunResult,
     RunSettings,
+    Source,
     StopReason,
     TokenEvent,
 )
-from app.core.drafters import Proposal
-from app.core.errors import RefusedError
 from app.core.llama_backend import ContextFull, DecodeAborted, LoadedModel
 from app.core.sampling import SamplerSettings, choose, distribution, greedy, verify_sampled
 
@@ -105,11 +107,17 @@ class Generation:
         self.events.append(event)
         self.emit(event)
 
-    def _append(self, token: int, origin: str, source: str | None, rnd: int) -> None:
-        self._send(TokenEvent(
-            token, self.text.add(token), len(self.answer), origin,  # type: ignore[arg-type]
-            source, rnd, time.perf_counter() - self.t0,  # type: ignore[arg-type]
-        ))
+    def _append(self, token: int, origin: Origin, source: Source | None, rnd: int) -> None:
+        event = TokenEvent(
+            token,
+            self.text.add(token),
+            len(self.answer),
+            origin,
+            source,
+            rnd,
+            time.perf_counter() - self.t0,
+        )
+        self._send(event)
         self.answer.append(token)
         self.history.append(token)
 
@@ -143,12 +151,21 @@ class Generation:
         if self.t0 == 0.0:
             self.t0 = prefill_end = end
         return RunResult(
-            track=s.track, text=self.text.finish(), stop_reason=stop,
-            prompt_tokens=len(self.prompt), n_generated=len(self.answer),
-            n_drafted=self.n_drafted, n_accepted=self.n_accepted, n_rounds=self.n_rounds,
-            generation_seconds=end - self.t0, prefill_seconds=prefill_end - t_start,
-            draft_seconds=self.draft_seconds, verify_seconds=self.verify_seconds,
-            settings=s.to_dict(), effective={}, token_ids=list(self.answer),
+            track=s.track,
+            text=self.text.finish(),
+            stop_reason=stop,
+            prompt_tokens=len(self.prompt),
+            n_generated=len(self.answer),
+            n_drafted=self.n_drafted,
+            n_accepted=self.n_accepted,
+            n_rounds=self.n_rounds,
+            generation_seconds=end - self.t0,
+            prefill_seconds=prefill_end - t_start,
+            draft_seconds=self.draft_seconds,
+            verify_seconds=self.verify_seconds,
+            settings=s.to_dict(),
+            effective={},
+            token_ids=list(self.answer),
             events=self.events,
         )
 
@@ -228,20 +245,27 @@ class Generation:
                 stop = "eos"
                 break
             self._append(token, "accepted", prop.source, rnd)
-        if stop is None:
+        if stop is None and prop.source is not None:
             for j, token in enumerate(prop.tokens[accepted:]):
-                self._send(RejectionEvent(
-                    token, self.text.piece_text(token), start + accepted + j,
-                    prop.source, rnd,  # type: ignore[arg-type]
-                ))
+                position = start + accepted + j
+                piece = self.text.piece_text(token)
+                self._send(RejectionEvent(token, piece, position, prop.source, rnd))
             if self.target.is_eog(nxt):
                 stop = "eos"
             else:
                 self._append(nxt, "target", None, rnd)
         if stop is None and len(self.answer) >= self.settings.max_tokens:
             stop = "max_tokens"
-        self._send(RoundEvent(
-            rnd, len(prop.tokens), accepted, len(self.answer) - start, prop.source,
-            prop.seconds, verify_s, time.perf_counter() - self.t0,
-        ))
+        self._send(
+            RoundEvent(
+                rnd,
+                len(prop.tokens),
+                accepted,
+                len(self.answer) - start,
+                prop.source,
+                prop.seconds,
+                verify_s,
+                time.perf_counter() - self.t0,
+            )
+        )
         return stop

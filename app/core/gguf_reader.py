@@ -21,19 +21,54 @@ DEFAULT_ALIGNMENT = 32
 
 # GGUF value types: (struct format, byte size) for the fixed-size ones.
 _SCALARS: dict[int, tuple[str, int]] = {
-    0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
-    6: ("<f", 4), 7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8),
+    0: ("<B", 1),
+    1: ("<b", 1),
+    2: ("<H", 2),
+    3: ("<h", 2),
+    4: ("<I", 4),
+    5: ("<i", 4),
+    6: ("<f", 4),
+    7: ("<?", 1),
+    10: ("<Q", 8),
+    11: ("<q", 8),
+    12: ("<d", 8),
 }
 _STRING, _ARRAY = 8, 9
 
 # Bytes per block and elements per block for ggml tensor types (enough to size tensors).
 _GGML_BLOCK: dict[int, tuple[int, int]] = {
-    0: (4, 1), 1: (2, 1), 2: (18, 32), 3: (20, 32), 6: (22, 32), 7: (24, 32), 8: (34, 32),
-    9: (36, 32), 10: (84, 256), 11: (110, 256), 12: (144, 256), 13: (176, 256),
-    14: (210, 256), 15: (292, 256), 16: (66, 256), 17: (74, 256), 18: (98, 256),
-    19: (50, 256), 20: (18, 32), 21: (110, 256), 22: (82, 256), 23: (136, 256), 24: (1, 1),
-    25: (2, 1), 26: (4, 1), 27: (8, 1), 28: (8, 1), 29: (56, 256), 30: (2, 1),
-    34: (54, 256), 35: (66, 256), 39: (17, 32),
+    0: (4, 1),
+    1: (2, 1),
+    2: (18, 32),
+    3: (20, 32),
+    6: (22, 32),
+    7: (24, 32),
+    8: (34, 32),
+    9: (36, 32),
+    10: (84, 256),
+    11: (110, 256),
+    12: (144, 256),
+    13: (176, 256),
+    14: (210, 256),
+    15: (292, 256),
+    16: (66, 256),
+    17: (74, 256),
+    18: (98, 256),
+    19: (50, 256),
+    20: (18, 32),
+    21: (110, 256),
+    22: (82, 256),
+    23: (136, 256),
+    24: (1, 1),
+    25: (2, 1),
+    26: (4, 1),
+    27: (8, 1),
+    28: (8, 1),
+    29: (56, 256),
+    30: (2, 1),
+    34: (54, 256),
+    35: (66, 256),
+    39: (17, 32),
 }
 
 # Arrays whose contents inspection never needs: walked over, not kept.
@@ -171,7 +206,8 @@ def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFHeader:
     # A key costs at least 8 (length) + 1 + 4 (type) + 1 bytes; a tensor entry at least 29.
     if n_kv * 14 > size or n_tensors * 29 > size:
         raise ModelFileError(
-            path, f"corrupt GGUF header: announces {n_kv} keys and {n_tensors} tensors "
+            path,
+            f"corrupt GGUF header: announces {n_kv} keys and {n_tensors} tensors "
             f"in a file of {size} bytes",
         )
     header = GGUFHeader(path=path, version=version, file_size=size)

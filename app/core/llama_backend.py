@@ -39,7 +39,7 @@ def physical_cores() -> int:
         cores = set()
         block: dict[str, str] = {}
         with open("/proc/cpuinfo") as fh:
-            for line in list(fh) + [""]:
+            for line in [*fh, ""]:
                 if not line.strip():
                     if "core id" in block:
                         cores.add((block.get("physical id"), block["core id"]))
@@ -88,10 +88,16 @@ class LoadedModel:
         llama_log.install()
         try:
             self.llama = llama_cpp.Llama(
-                self.path, n_ctx=n_ctx, n_batch=options.n_batch, n_ubatch=options.n_batch,
-                n_threads=self.threads, n_threads_batch=self.threads_batch,
-                n_gpu_layers=options.gpu_layers, kv_overrides=overrides or None,
-                logits_all=False, verbose=False,
+                self.path,
+                n_ctx=n_ctx,
+                n_batch=options.n_batch,
+                n_ubatch=options.n_batch,
+                n_threads=self.threads,
+                n_threads_batch=self.threads_batch,
+                n_gpu_layers=options.gpu_layers,
+                kv_overrides=overrides or None,
+                logits_all=False,
+                verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             detail = llama_log.last_error() or str(exc)

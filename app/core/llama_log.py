@@ -16,10 +16,13 @@ import llama_cpp
 
 logger = logging.getLogger("llama.cpp")
 
-_LEVELS = {2: logging.ERROR, 3: logging.WARNING, 4: logging.INFO, 1: logging.DEBUG}
+# ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the last line).
+_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_CONT = 5
 _lock = threading.Lock()
 _errors: collections.deque[str] = collections.deque(maxlen=8)
 _partial: list[str] = []
+_level = [logging.INFO]
 _installed: list[object] = []
 
 
@@ -28,13 +31,15 @@ def _on_log(level: int, text: bytes | None, _user_data: ctypes.c_void_p) -> None
         return
     message = text.decode("utf-8", errors="replace")
     with _lock:
-        # llama.cpp sends continuation pieces (level CONT = 5) without a newline.
+        if level != _CONT and not _partial:
+            _level[0] = _LEVELS.get(level, logging.DEBUG)
+        # Pieces without a newline are continued by the next message.
         _partial.append(message)
         if not message.endswith("\n"):
             return
         line = "".join(_partial).rstrip()
         _partial.clear()
-    py_level = _LEVELS.get(level, logging.DEBUG)
+        py_level = _level[0]
     if py_level >= logging.ERROR:
         _errors.append(line)
     logger.log(py_level, line)

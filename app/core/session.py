@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -44,7 +45,7 @@ def render_prompt(model: LoadedModel, text: str, chat: bool, system: str | None)
             {"role": "user", "content": text}
         ]
         formatter = Jinja2ChatFormatter(info.chat_template, eos_token=eos, bos_token=bos)
-        rendered = formatter(messages=messages).prompt
+        rendered = formatter(messages=cast(Any, messages)).prompt
         add_bos = info.add_bos and not (bos and rendered.startswith(bos))
         return model.tokenize(rendered, add_bos=add_bos, special=True)
     return model.tokenize(text, add_bos=info.add_bos, special=True)
@@ -62,7 +63,9 @@ class Session:
 
     # -- guards ---------------------------------------------------------------------------
     @staticmethod
-    def check(target_path: str | Path, draft_path: str | Path | None, s: RunSettings) -> PreparedPair:
+    def check(
+        target_path: str | Path, draft_path: str | Path | None, s: RunSettings
+    ) -> PreparedPair:
         """Every refusal that can be decided before loading anything."""
         track = get_track(s.track)
         target = inspect_model(target_path)
@@ -78,19 +81,24 @@ class Session:
         return PreparedPair(target, draft, compat)
 
     # -- loading --------------------------------------------------------------------------
-    def load_target(self, path: str | Path, s: RunSettings, info: ModelInfo | None = None) -> LoadedModel:
+    def load_target(
+        self, path: str | Path, s: RunSettings, info: ModelInfo | None = None
+    ) -> LoadedModel:
         track = get_track(s.track)
         experts = s.experts if track.uses_moe else None
         key = (str(path), experts, s.threads, s.ctx, s.gpu_layers)
         if self.target is None or self._target_key != key:
             self.close_target()
-            opts = LoadOptions(n_ctx=s.ctx, threads=s.threads, expert_used_count=experts,
-                               gpu_layers=s.gpu_layers)
+            opts = LoadOptions(
+                n_ctx=s.ctx, threads=s.threads, expert_used_count=experts, gpu_layers=s.gpu_layers
+            )
             self.target = LoadedModel(path, opts, info)
             self._target_key = key
         return self.target
 
-    def load_draft(self, path: str | Path, s: RunSettings, info: ModelInfo | None = None) -> LoadedModel:
+    def load_draft(
+        self, path: str | Path, s: RunSettings, info: ModelInfo | None = None
+    ) -> LoadedModel:
         key = (str(path), s.threads, s.ctx, s.draft_gpu_layers)
         if self.draft is None or self._draft_key != key:
             self.close_draft()
@@ -135,11 +143,18 @@ class Session:
         draft_source = None
         if track.uses_draft and draft is not None:
             sampler = SamplerSettings(s.temperature, s.top_k, s.top_p, s.min_p)
-            draft_source = DraftModel(draft, sampler, s.draft_p_min, s.adaptive, costs,
-                                      np.random.default_rng(s.seed + 1))
+            draft_source = DraftModel(
+                draft, sampler, s.draft_p_min, s.adaptive, costs, np.random.default_rng(s.seed + 1)
+            )
             drafters.append(draft_source)
         gen = Generation(
-            target, drafters, ids, s, on_event, cancel, costs,
+            target,
+            drafters,
+            ids,
+            s,
+            on_event,
+            cancel,
+            costs,
             prefill_drafters=draft_source.prefill if draft_source else None,
         )
         result = gen.run()

@@ -38,56 +38,125 @@ class Track:
 
 WORKING = (
     Track("baseline", None, "Baseline", "one target token per step: the reference for speed"),
-    Track("draft", 1, "Draft model",
-          "a small model with the same tokenizer proposes tokens; the target checks them "
-          "in one batch", uses_draft=True),
-    Track("moe", 2, "MoE expert reduction",
-          "run a Mixture-of-Experts model with fewer active experts per token", uses_moe=True),
-    Track("lookup", 8, "Prompt lookup",
-          "drafts copied from n-gram matches in the prompt and the text so far", uses_lookup=True),
-    Track("draft+lookup", 1, "Draft model + prompt lookup",
-          "prompt lookup where it matches, the draft model elsewhere",
-          uses_draft=True, uses_lookup=True),
-    Track("moe+lookup", 2, "MoE reduction + prompt lookup",
-          "fewer experts, and drafts from n-gram matches", uses_moe=True, uses_lookup=True),
-    Track("moe+draft", 2, "MoE reduction + draft model",
-          "fewer experts in the target, and a draft model", uses_moe=True, uses_draft=True),
-    Track("moe+draft+lookup", 2, "MoE reduction + draft model + prompt lookup",
-          "all three together", uses_moe=True, uses_draft=True, uses_lookup=True),
+    Track(
+        "draft",
+        1,
+        "Draft model",
+        "a small model with the same tokenizer proposes tokens; the target checks them "
+        "in one batch",
+        uses_draft=True,
+    ),
+    Track(
+        "moe",
+        2,
+        "MoE expert reduction",
+        "run a Mixture-of-Experts model with fewer active experts per token",
+        uses_moe=True,
+    ),
+    Track(
+        "lookup",
+        8,
+        "Prompt lookup",
+        "drafts copied from n-gram matches in the prompt and the text so far",
+        uses_lookup=True,
+    ),
+    Track(
+        "draft+lookup",
+        1,
+        "Draft model + prompt lookup",
+        "prompt lookup where it matches, the draft model elsewhere",
+        uses_draft=True,
+        uses_lookup=True,
+    ),
+    Track(
+        "moe+lookup",
+        2,
+        "MoE reduction + prompt lookup",
+        "fewer experts, and drafts from n-gram matches",
+        uses_moe=True,
+        uses_lookup=True,
+    ),
+    Track(
+        "moe+draft",
+        2,
+        "MoE reduction + draft model",
+        "fewer experts in the target, and a draft model",
+        uses_moe=True,
+        uses_draft=True,
+    ),
+    Track(
+        "moe+draft+lookup",
+        2,
+        "MoE reduction + draft model + prompt lookup",
+        "all three together",
+        uses_moe=True,
+        uses_draft=True,
+        uses_lookup=True,
+    ),
 )
 
 DEPRECATED = (
-    Track("eagle", 3, "EAGLE-1", "a trained feature-level draft head on top of the target",
-          deprecated=True,
-          failure="checkpoint incompatibility with GGUF quantization: EAGLE heads are trained "
-          "on the full-precision target's hidden states, which a quantized GGUF target no "
-          "longer reproduces, and llama.cpp has no graph for them",
-          instead="Track 1 (draft model) or Track 8 (prompt lookup)"),
-    Track("medusa", 4, "Medusa", "extra decoding heads predict several tokens at once",
-          deprecated=True,
-          failure="per-model head training: the heads must be trained for each target, none "
-          "exist for GGUF models, and llama.cpp cannot run them",
-          instead="Track 1 (draft model)"),
-    Track("ssm-spec", 5, "SSM speculation", "speculative decoding with state-space models",
-          deprecated=True,
-          failure="unrollable recurrent state: a rejected draft cannot be undone in a "
-          "recurrent state the way a KV cache tail is dropped",
-          instead="baseline or Track 2 for SSM models; Track 1 with attention models"),
-    Track("cas-spec", 7, "CAS-Spec layer skipping",
-          "the target drafts for itself with layers skipped", deprecated=True,
-          failure="untrained exit classifiers: the cascade needs trained early-exit "
-          "classifiers per model, and without them acceptance collapses",
-          instead="Track 8 (prompt lookup), also draft-free"),
-    Track("clasp-swift", 9, "CLaSp / SWIFT", "in-context layer-skipping self-speculation",
-          deprecated=True,
-          failure="per-model adapter and layer-set search: the skipped-layer set must be "
-          "optimised per model, and llama.cpp cannot skip layers per token",
-          instead="Track 8 (prompt lookup) or Track 1"),
-    Track("kangaroo", 10, "Kangaroo", "a shallow sub-network with a trained adapter drafts",
-          deprecated=True,
-          failure="per-model adapter training: the adapter and early exit must be trained for "
-          "each target and do not exist for GGUF models",
-          instead="Track 1 (draft model)"),
+    Track(
+        "eagle",
+        3,
+        "EAGLE-1",
+        "a trained feature-level draft head on top of the target",
+        deprecated=True,
+        failure="checkpoint incompatibility with GGUF quantization: EAGLE heads are trained "
+        "on the full-precision target's hidden states, which a quantized GGUF target no "
+        "longer reproduces, and llama.cpp has no graph for them",
+        instead="Track 1 (draft model) or Track 8 (prompt lookup)",
+    ),
+    Track(
+        "medusa",
+        4,
+        "Medusa",
+        "extra decoding heads predict several tokens at once",
+        deprecated=True,
+        failure="per-model head training: the heads must be trained for each target, none "
+        "exist for GGUF models, and llama.cpp cannot run them",
+        instead="Track 1 (draft model)",
+    ),
+    Track(
+        "ssm-spec",
+        5,
+        "SSM speculation",
+        "speculative decoding with state-space models",
+        deprecated=True,
+        failure="unrollable recurrent state: a rejected draft cannot be undone in a "
+        "recurrent state the way a KV cache tail is dropped",
+        instead="baseline or Track 2 for SSM models; Track 1 with attention models",
+    ),
+    Track(
+        "cas-spec",
+        7,
+        "CAS-Spec layer skipping",
+        "the target drafts for itself with layers skipped",
+        deprecated=True,
+        failure="untrained exit classifiers: the cascade needs trained early-exit "
+        "classifiers per model, and without them acceptance collapses",
+        instead="Track 8 (prompt lookup), also draft-free",
+    ),
+    Track(
+        "clasp-swift",
+        9,
+        "CLaSp / SWIFT",
+        "in-context layer-skipping self-speculation",
+        deprecated=True,
+        failure="per-model adapter and layer-set search: the skipped-layer set must be "
+        "optimised per model, and llama.cpp cannot skip layers per token",
+        instead="Track 8 (prompt lookup) or Track 1",
+    ),
+    Track(
+        "kangaroo",
+        10,
+        "Kangaroo",
+        "a shallow sub-network with a trained adapter drafts",
+        deprecated=True,
+        failure="per-model adapter training: the adapter and early exit must be trained for "
+        "each target and do not exist for GGUF models",
+        instead="Track 1 (draft model)",
+    ),
 )
 
 ALL = WORKING + DEPRECATED

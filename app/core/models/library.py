@@ -1,0 +1,262 @@
+"""What models the user has: installed pinned models, model folders and recent files.
+
+Guarantees:
+
+- A pinned model counts as installed only if its file has the pinned size and a
+  ``<file>.sha256`` sidecar (written by the fetcher after verification) holds the pinned
+  checksum, or, for a derived model made by another llama.cpp, the checksum vouched for
+  by ``<file>.derived.json`` (see the fetcher). Checking never hashes the file.
+- ``library.json`` in the config folder is written atomically (temp file + os.replace).
+  A corrupt or unreadable one is renamed to ``library.json.corrupt`` and the library
+  starts empty: loading never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from app.core import paths
+from app.core.errors import ModelFileError
+from app.core.models.catalog import CATALOG, CatalogEntry
+
+log = logging.getLogger(__name__)
+
+MAX_RECENT = 20
+LIBRARY_FILE = "library.json"
+
+
+# ---------------------------------------------------------------- installed pinned models
+
+
+def model_path(entry: CatalogEntry) -> Path:
+    """Where ``entry`` is (or will be) installed."""
+    return paths.models_dir() / entry.filename
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def derived_info_path(path: Path) -> Path:
+    return path.with_name(path.name + ".derived.json")
+
+
+def read_sidecar(path: Path) -> str | None:
+    """The checksum recorded next to ``path`` after verification, or None."""
+    try:
+        token = sidecar_path(path).read_text(encoding="utf-8").split(maxsplit=1)[0].lower()
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    return token if re.fullmatch(r"[0-9a-f]{64}", token) else None
+
+
+def write_sidecar(final: Path, checksum: str) -> None:
+    """Record ``checksum`` for ``final`` in ``sha256sum`` format, atomically."""
+    sidecar = sidecar_path(final)
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(f"{checksum}  {final.name}\n", encoding="utf-8")
+    os.replace(tmp, sidecar)
+
+
+def installed_file(
+    entry: CatalogEntry, catalog: Mapping[str, CatalogEntry] | None = None
+) -> Path | None:
+    """The verified installed file of ``entry``, or None."""
+    final = model_path(entry)
+    recorded = read_sidecar(final)
+    try:
+        size = final.stat().st_size
+    except OSError:
+        return None
+    if recorded is None:
+        return None
+    if size == entry.size and recorded == entry.sha256:
+        return final
+    source = (CATALOG if catalog is None else catalog).get(entry.derived_from or "")
+    if source is None:
+        return None
+    try:
+        info = json.loads(derived_info_path(final).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    vouched = (info.get("source_sha256"), info.get("sha256"), info.get("size"))
+    return final if vouched == (source.sha256, recorded, size) else None
+
+
+class PinnedStatus(NamedTuple):
+    """A pinned model and its state. Not installed: path and sha256 are None and size is
+    the catalog size; installed: the file's path, size and verified checksum."""
+
+    entry: CatalogEntry
+    installed: bool
+    path: Path | None
+    size: int
+    sha256: str | None
+
+
+def pinned_status() -> list[PinnedStatus]:
+    """Every catalog entry, in catalog order, with its installed state."""
+    result = []
+    for entry in CATALOG.values():
+        path = installed_file(entry)
+        if path is None:
+            result.append(PinnedStatus(entry, False, None, entry.size, None))
+        else:
+            result.append(PinnedStatus(entry, True, path, path.stat().st_size, read_sidecar(path)))
+    return result
+
+
+def installed_path(name: str) -> Path | None:
+    """The installed file of the pinned model ``name``, or None (also for unknown names)."""
+    entry = CATALOG.get(name)
+    return installed_file(entry) if entry is not None else None
+
+
+def resolve_model(spec: str | os.PathLike[str]) -> Path:
+    """The model file meant by ``spec``: an existing file path, else a pinned model name.
+
+    Raises ModelFileError for a folder, a missing file, an unknown name or a pinned model
+    that is not installed."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path.resolve()
+    if path.is_dir():
+        raise ModelFileError(path, "is a folder, not a model file")
+    name = str(spec)
+    if name in CATALOG:
+        found = installed_path(name)
+        if found is None:
+            raise ModelFileError(name, f"not installed: run `decodelab models fetch {name}`")
+        return found
+    if path.suffix.lower() == ".gguf" or os.sep in name or "/" in name:
+        raise ModelFileError(path, "no such file")
+    raise ModelFileError(name, f"no such file or pinned model (pinned: {', '.join(CATALOG)})")
+
+
+# ---------------------------------------------------------------- folders and recent files
+
+
+def _is_gguf(path: Path) -> bool:
+    return path.suffix.lower() == ".gguf" and path.is_file()
+
+
+class Library:
+    """The user's model folders and recent files, saved after every change."""
+
+    def __init__(self, file: Path, folders: list[Path], recent: list[Path]) -> None:
+        self.file = file
+        self._folders = folders
+        self._recent = recent
+        # Set by load() when a corrupt file was set aside, so a UI can say so.
+        self.recovered_from: Path | None = None
+
+    @classmethod
+    def load(cls, file: Path | None = None) -> Library:
+        """The library in ``file`` (default: config_dir()/library.json); never raises on a
+        missing or corrupt file."""
+        file = file if file is not None else paths.config_dir() / LIBRARY_FILE
+        try:
+            data: Any = json.loads(file.read_text(encoding="utf-8"))
+            folders, recent = _paths(data.get("folders", [])), _paths(data.get("recent", []))
+        except FileNotFoundError:
+            return cls(file, [], [])
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            backup = file.with_name(file.name + ".corrupt")
+            log.warning("%s is unreadable (%s); set aside as %s", file, exc, backup)
+            library = cls(file, [], [])
+            try:
+                os.replace(file, backup)
+                library.recovered_from = backup
+            except OSError:
+                pass  # the next save overwrites it anyway
+            return library
+        return cls(file, folders, recent[:MAX_RECENT])
+
+    def save(self) -> None:
+        """Write the library atomically (a crash leaves the old or the new file)."""
+        data = {
+            "version": 1,
+            "folders": [str(p) for p in self._folders],
+            "recent": [str(p) for p in self._recent],
+        }
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.file)
+
+    @property
+    def folders(self) -> list[Path]:
+        return list(self._folders)
+
+    def add_folder(self, path: str | os.PathLike[str]) -> Path:
+        """Add a folder (absolute, deduplicated); returns it. Raises ModelFileError if it
+        is not a folder."""
+        folder = Path(path).expanduser().resolve()
+        if not folder.is_dir():
+            raise ModelFileError(folder, "is not a folder")
+        if folder not in self._folders:
+            self._folders.append(folder)
+            self.save()
+        return folder
+
+    def remove_folder(self, path: str | os.PathLike[str]) -> None:
+        """Forget a folder (no error if it was not there)."""
+        folder = Path(path).expanduser().resolve()
+        kept = [f for f in self._folders if f != folder and f != Path(path)]
+        if kept != self._folders:
+            self._folders = kept
+            self.save()
+
+    def add_recent(self, path: str | os.PathLike[str]) -> None:
+        """Put ``path`` first in the recent files (deduplicated, at most MAX_RECENT)."""
+        file = Path(path).expanduser().resolve()
+        self._recent = [file, *(p for p in self._recent if p != file)][:MAX_RECENT]
+        self.save()
+
+    @property
+    def recent(self) -> list[Path]:
+        """Recent files, most recent first, leaving out those that no longer exist."""
+        return [p for p in self._recent if p.is_file()]
+
+    def scan(self) -> list[Path]:
+        """The ``.gguf`` files in the folders and in their direct subfolders, sorted,
+        without duplicates; unreadable folders are skipped."""
+        found: set[Path] = set()
+        for folder in self._folders:
+            for directory in [folder, *_subfolders(folder)]:
+                try:
+                    found.update(p for p in directory.iterdir() if _is_gguf(p))
+                except OSError:
+                    continue
+        return sorted(found)
+
+    # The pinned models are the same for every library; kept here so callers need one object.
+    def pinned_status(self) -> list[PinnedStatus]:
+        return pinned_status()
+
+    def installed_path(self, name: str) -> Path | None:
+        return installed_path(name)
+
+    def resolve_model(self, spec: str | os.PathLike[str]) -> Path:
+        return resolve_model(spec)
+
+
+def _paths(value: object) -> list[Path]:
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise TypeError("expected a list of paths")
+    return [Path(p) for p in value]
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []
