@@ -23,7 +23,7 @@ def print_inspect(info: ModelInfo, compat: Compatibility | None) -> None:
         ("architecture", info.architecture),
         ("parameters", f"{info.size_label} ({info.n_params:,})"),
         ("file size", _mb(info.file_size)),
-        ("quantization", info.quantization),
+        ("quantization", f"{info.quantization} (most bytes in {info.dominant_tensor_type})"),
         ("context length", str(info.context_length)),
         ("vocabulary", f"{info.n_vocab} ({info.tokenizer_model}/{info.tokenizer_pre})"),
         ("BOS / EOS", f"{info.bos_id} / {info.eos_id} (add BOS: {info.add_bos})"),

@@ -92,7 +92,10 @@ def test_greedy_speculation_equals_baseline(
         if draft == tiny_draft and not adaptive:
             assert other.n_accepted < other.n_drafted, "expected rejections"
         assert_lossless(session, tiny_dense, base, other, s)
-    self_draft = session.run(tiny_dense, tiny_dense, PROMPT, settings("draft", adaptive=adaptive))
+    # A model drafting for itself agrees with itself (fixed K: adaptive drafting rightly
+    # finds that a draft as costly as the target never pays).
+    fixed = settings("draft", adaptive=False, draft_p_min=0.0)
+    self_draft = session.run(tiny_dense, tiny_dense, PROMPT, fixed)
     assert (self_draft.acceptance_rate or 0) > 0.8
 
 

@@ -7,6 +7,7 @@ how far to trust it.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,11 +127,12 @@ class DraftModel:
         self.model.reset()
         self._cached = []
 
-    def prefill(self, prompt: list[int]) -> None:
+    def prefill(self, prompt: list[int], cancel: threading.Event) -> None:
         """Evaluate all but the last prompt token, as the target does."""
         self.reset()
         if len(prompt) > 1:
-            self.model.eval(prompt[:-1], 0)
+            with self.model.abortable(cancel):
+                self.model.eval(prompt[:-1], 0)
         self._cached = list(prompt[:-1])
 
     def _sync(self, history: list[int]) -> np.ndarray:

@@ -76,7 +76,7 @@ class Generation:
         on_event: EventSink | None = None,
         cancel: threading.Event | None = None,
         costs: CostModel | None = None,
-        prefill_drafters: Callable[[list[int]], None] | None = None,
+        prefill_drafters: Callable[[list[int], threading.Event], None] | None = None,
     ) -> None:
         self.target = target
         self.drafters = list(drafters)
@@ -126,7 +126,6 @@ class Generation:
         s = self.settings
         stop: StopReason = "max_tokens"
         t_start = time.perf_counter()
-        self.target.abort_event = self.cancel
         prefill_end = t_start
         try:
             self.target.reset()
@@ -135,9 +134,10 @@ class Generation:
             # All but the last prompt token: the first round evaluates that one, with the
             # first drafts, so even the first answer token can come from a draft.
             if len(self.prompt) > 1:
-                self.target.eval(self.prompt[:-1], 0)
+                with self.target.abortable(self.cancel):
+                    self.target.eval(self.prompt[:-1], 0)
             if self.prefill_drafters is not None:
-                self.prefill_drafters(self.prompt)
+                self.prefill_drafters(self.prompt, self.cancel)
             prefill_end = time.perf_counter()
             self.t0 = prefill_end
             stop = self._loop(self.prompt[-1])
@@ -145,8 +145,6 @@ class Generation:
             stop = "cancelled"
         except ContextFull:
             stop = "context_full"
-        finally:
-            self.target.abort_event = threading.Event()
         end = time.perf_counter()
         if self.t0 == 0.0:
             self.t0 = prefill_end = end
@@ -245,10 +243,11 @@ class Generation:
                 stop = "eos"
                 break
             self._append(token, "accepted", prop.source, rnd)
-        if stop is None and prop.source is not None:
+        if stop is None:
             for j, token in enumerate(prop.tokens[accepted:]):
                 position = start + accepted + j
                 piece = self.text.piece_text(token)
+                assert prop.source is not None  # only proposals with a source have tokens
                 self._send(RejectionEvent(token, piece, position, prop.source, rnd))
             if self.target.is_eog(nxt):
                 stop = "eos"

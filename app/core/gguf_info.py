@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.gguf_reader import GGUFHeader, read_header
+from app.core.gguf_reader import GGUFHeader, read_header, tensor_nbytes
 
 # From llama.cpp's llm_arch_is_recurrent / llm_arch_is_hybrid (see LLAMA_NOTES.md).
 RECURRENT_ARCHS = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
@@ -78,6 +78,14 @@ FILE_TYPES = {
 _ADDS_BOS_BY_DEFAULT = frozenset({"llama", "bert"})
 _ADDS_EOS_BY_DEFAULT = frozenset({"t5"})
 
+GGML_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
+    10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
+    17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S",
+    23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M",
+    30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
+}
+
 SSM_REASON = (
     "{arch} is a {kind} model: its state cannot be rolled back after a rejected draft the "
     "way a KV cache can, so every speculating track is off. Baseline and MoE expert "
@@ -97,6 +105,7 @@ class ModelInfo:
     n_params: int
     file_size: int
     quantization: str
+    dominant_tensor_type: str
     context_length: int
     n_vocab: int
     tokenizer_model: str
@@ -147,6 +156,27 @@ def inspect_model(path: str | Path) -> ModelInfo:
     return model_info_from_header(header)
 
 
+_CACHE: dict[tuple[str, int, int], ModelInfo] = {}
+
+
+def inspect_cached(path: str | Path) -> ModelInfo:
+    """``inspect_model``, remembered while the file's size and mtime stay the same
+    (a 151k-token vocabulary takes a few hundred ms to read)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return inspect_model(p)
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    info = _CACHE.get(key)
+    if info is None:
+        info = inspect_model(p)
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+        _CACHE[key] = info
+    return info
+
+
 def _is_recurrent_or_hybrid(arch: str, md: dict[str, Any]) -> tuple[bool, bool]:
     if arch in RECURRENT_ARCHS:
         return True, False
@@ -179,6 +209,10 @@ def model_info_from_header(header: GGUFHeader) -> ModelInfo:
     template = md.get("tokenizer.chat_template")
     ftype = md.get("general.file_type")
     tok_model = str(md.get("tokenizer.ggml.model", ""))
+    by_type: dict[int, int] = {}
+    for t in header.tensors:
+        by_type[t.ggml_type] = by_type.get(t.ggml_type, 0) + (tensor_nbytes(t) or 0)
+    dominant = max(by_type, key=lambda k: by_type[k]) if by_type else None
     digest = hashlib.sha256("\x00".join(tokens).encode("utf-8", "replace")).hexdigest()
 
     def opt_int(key: str) -> int | None:
@@ -194,6 +228,7 @@ def model_info_from_header(header: GGUFHeader) -> ModelInfo:
         n_params=n_params,
         file_size=header.file_size,
         quantization=FILE_TYPES.get(ftype, f"type {ftype}") if ftype is not None else "unknown",
+        dominant_tensor_type=GGML_TYPES.get(dominant, "?") if dominant is not None else "none",
         context_length=int(md.get(f"{arch}.context_length") or 0),
         n_vocab=n_vocab,
         tokenizer_model=tok_model,

@@ -11,7 +11,7 @@ import contextlib
 import ctypes
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from app.core.errors import DecodeLabError, ModelFileError, RefusedError
 from app.core.gguf_info import ModelInfo, inspect_model
 
 DECODE_OK, DECODE_NO_SLOT, DECODE_ABORTED = 0, 1, 2
+_NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL callback: nothing to poll
 
 
 class DecodeAborted(Exception):
@@ -97,6 +98,9 @@ class LoadedModel:
                 n_gpu_layers=options.gpu_layers,
                 kv_overrides=overrides or None,
                 logits_all=False,
+                # llama.cpp's own tools default to flash attention where the CPU backend
+                # supports it: the same kernels make the comparison with them fair.
+                flash_attn=True,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -117,7 +121,6 @@ class LoadedModel:
         # llama_decode polls this during long batches: setting it cancels a prefill.
         self.abort_event = threading.Event()
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self.abort_event.is_set())
-        llama_cpp.llama_set_abort_callback(self.ctx, self._abort_cb, None)
         self.n_past = 0
 
     # -- tokens -------------------------------------------------------------------------
@@ -142,6 +145,21 @@ class LoadedModel:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 
     # -- decoding -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def abortable(self, cancel: threading.Event) -> Iterator[None]:
+        """Let ``cancel`` interrupt llama_decode inside this block (for long prefills).
+
+        The callback runs hundreds of times per decode, each a trip into Python, so it is
+        installed only around batches long enough to need it.
+        """
+        self.abort_event = cancel
+        llama_cpp.llama_set_abort_callback(self.ctx, self._abort_cb, None)
+        try:
+            yield
+        finally:
+            llama_cpp.llama_set_abort_callback(self.ctx, _NO_ABORT, None)
+            self.abort_event = threading.Event()
+
     def eval(self, tokens: Sequence[int], n_logits: int) -> np.ndarray:
         """Append ``tokens`` at ``n_past``; return logits of the last ``n_logits`` tokens.
 

@@ -22,7 +22,7 @@ from app.core.drafters import DraftModel, PromptLookup
 from app.core.engine import Drafter, EventSink, Generation
 from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
-from app.core.gguf_info import ModelInfo, inspect_model
+from app.core.gguf_info import ModelInfo, inspect_cached
 from app.core.llama_backend import LoadedModel, LoadOptions, validate_expert_count
 from app.core.sampling import SamplerSettings
 from app.core.tracks import get_track, require_available
@@ -68,8 +68,8 @@ class Session:
     ) -> PreparedPair:
         """Every refusal that can be decided before loading anything."""
         track = get_track(s.track)
-        target = inspect_model(target_path)
-        draft = inspect_model(draft_path) if draft_path and track.uses_draft else None
+        target = inspect_cached(target_path)
+        draft = inspect_cached(draft_path) if draft_path and track.uses_draft else None
         compat = check_draft(target, draft) if draft is not None else None
         require_available(track, target, draft, compat)
         if track.uses_moe and s.experts is not None:

@@ -1,0 +1,308 @@
+"""Run history: every finished or cancelled run kept as one JSON file in data_dir()/history.
+
+Guarantees:
+
+- A record is written atomically (``atomic_write_text``): after a crash at any moment the
+  folder holds the old records and either all of the new one or none of it.
+- ``History.list`` never raises on what it finds in the folder: a corrupt, half-written or
+  foreign ``.json`` file is skipped with one logged warning; temp files are ignored.
+- ``History.load(id).result`` equals the saved ``RunResult``, events included.
+- A comparison is a group of run records sharing a comparison id (``cmp-…``); each member
+  also carries its speedup and equality against the baseline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from app.core import paths
+from app.core.compare import ComparedRun, Comparison
+from app.core.errors import DecodeLabError, RefusedError
+from app.core.events import RunResult, RunSettings
+from app.core.records import (
+    ComparisonLink,
+    RunRecord,
+    RunSummary,
+    hardware_summary,
+    model_identity,
+    read_record,
+    summarize,
+)
+
+log = logging.getLogger(__name__)
+
+HISTORY_DIR = "history"
+STALE_TEMP_SECONDS = 3600.0
+_ID = re.compile(r"^(cmp-)?[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+
+
+class RunNotFound(RefusedError):
+    """No run or comparison with that id (a bad argument: exit code 2)."""
+
+
+class HistoryFileError(DecodeLabError):
+    """A record exists but cannot be read."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Make ``path`` hold ``text``: before and after a crash it holds the old or the new
+    content in full, never a part. On error the temp file is removed and the error raised."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable; not possible (nor needed) on Windows.
+    with contextlib.suppress(OSError, AttributeError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def new_id(prefix: str = "") -> str:
+    """A sortable unique id: UTC time to the second plus 24 random bits."""
+    return f"{prefix}{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Rerun:
+    """What is needed to run a record again; ``warnings`` say what changed since."""
+
+    target_path: str
+    draft_path: str | None
+    prompt: str
+    settings: RunSettings
+    tracks: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ComparisonRecord:
+    """A saved comparison: its member records in run order. ``complete`` is False when a
+    member is missing (deleted, or the save was interrupted)."""
+
+    id: str
+    records: list[RunRecord]
+    complete: bool
+
+    @property
+    def comparison(self) -> Comparison:
+        return Comparison([r.compared_run() for r in self.records])
+
+
+class History:
+    """The history folder. Safe to create any number of times (e.g. after a restart)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root if root is not None else paths.data_dir() / HISTORY_DIR
+        self.root.mkdir(parents=True, exist_ok=True)
+        # file name -> ((mtime_ns, size), summary or None for a bad file): list() re-reads
+        # only files that changed, and warns about a bad file once.
+        self._cache: dict[str, tuple[tuple[int, int], RunSummary | None]] = {}
+        self._sweep_temp()
+
+    def _sweep_temp(self) -> None:
+        # Temp files of writers that died; young ones may belong to a live writer.
+        now = time.time()
+        for p in self.root.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - p.stat().st_mtime > STALE_TEMP_SECONDS:
+                    p.unlink()
+
+    def _path(self, run_id: str) -> Path:
+        if not _ID.match(run_id):
+            raise RunNotFound(f"{run_id!r} is not a run id")
+        return self.root / f"{run_id}.json"
+
+    # -- writing --------------------------------------------------------------------------
+    def save(self, record: RunRecord) -> str:
+        """Write ``record`` (atomically) and return its id."""
+        atomic_write_text(self._path(record.id), record.to_json())
+        return record.id
+
+    def delete(self, run_id: str) -> int:
+        """Remove a run, or every member of a comparison; returns how many were removed."""
+        ids = [r.id for r in self._members(run_id)] if run_id.startswith("cmp-") else [run_id]
+        removed = 0
+        for i in ids:
+            with contextlib.suppress(FileNotFoundError):
+                self._path(i).unlink()
+                removed += 1
+        if not removed:
+            raise RunNotFound(f"no run or comparison {run_id}")
+        return removed
+
+    # -- reading --------------------------------------------------------------------------
+    def list(
+        self,
+        model: str | None = None,
+        track: str | None = None,
+        prompt: str | None = None,
+        comparison: str | None = None,
+    ) -> list[RunSummary]:
+        """Summaries, newest first; ``model`` and ``prompt`` match case-insensitive
+        substrings (of the target's or draft's path, of the prompt), ``track`` the id."""
+        found: list[RunSummary] = []
+        seen: set[str] = set()
+        for p in self.root.glob("*.json"):
+            seen.add(p.name)
+            s = self._summary(p)
+            if s is not None and s.matches(model, track, prompt, comparison):
+                found.append(s)
+        for name in set(self._cache) - seen:
+            del self._cache[name]
+        return sorted(found, key=lambda s: (s.created_unix, s.id), reverse=True)
+
+    def _summary(self, p: Path) -> RunSummary | None:
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = self._cache.get(p.name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        summary: RunSummary | None = None
+        try:
+            summary = summarize(read_record(p))
+        except (OSError, ValueError) as exc:
+            log.warning("skipping unreadable history file %s: %s", p, exc)
+        self._cache[p.name] = (stamp, summary)
+        return summary
+
+    def resolve(self, prefix: str) -> str:
+        """The one run or comparison id starting with ``prefix``."""
+        ids = {s.id for s in self.list()} | {
+            s.comparison_id for s in self.list() if s.comparison_id
+        }
+        if prefix in ids:
+            return prefix
+        hits = sorted(i for i in ids if i.startswith(prefix))
+        if len(hits) != 1:
+            what = "no" if not hits else f"{len(hits)} runs or comparisons match, not one"
+            raise RunNotFound(f"{what} id {prefix!r}" if not hits else f"{prefix!r}: {what}")
+        return hits[0]
+
+    def load(self, run_id: str) -> RunRecord:
+        """The full record, its ``result`` rebuilt with its events."""
+        p = self._path(run_id)
+        try:
+            return read_record(p)
+        except FileNotFoundError as exc:
+            raise RunNotFound(f"no run {run_id}") from exc
+        except (OSError, ValueError) as exc:
+            raise HistoryFileError(f"{p}: cannot read this record: {exc}") from exc
+
+    def _members(self, comparison_id: str) -> list[RunRecord]:
+        summaries = self.list(comparison=comparison_id)
+        records = [self.load(s.id) for s in summaries]
+        return sorted(records, key=lambda r: r.comparison.index if r.comparison else 0)
+
+    def load_comparison(self, comparison_id: str) -> ComparisonRecord:
+        records = self._members(comparison_id)
+        if not records:
+            raise RunNotFound(f"no comparison {comparison_id}")
+        size = records[0].comparison.size if records[0].comparison else len(records)
+        return ComparisonRecord(comparison_id, records, len(records) == size)
+
+    def rerun(self, run_id: str) -> Rerun:
+        """Settings, model paths, prompt and tracks to run a run or comparison again."""
+        records = (
+            self.load_comparison(run_id).records
+            if run_id.startswith("cmp-")
+            else [self.load(run_id)]
+        )
+        first = records[0]
+        draft = next((r.draft for r in records if r.draft is not None), None)
+        warnings = [w for r in records for w in r.changed_models()]
+        return Rerun(
+            first.target.path,
+            draft.path if draft else None,
+            first.prompt,
+            replace(first.settings),
+            [r.settings.track for r in records],
+            list(dict.fromkeys(warnings)),
+        )
+
+
+# -- saving from the GUI worker and the CLI ----------------------------------------------
+
+
+def make_record(
+    result: RunResult,
+    target_path: str | Path,
+    draft_path: str | Path | None,
+    prompt: str,
+    settings: RunSettings,
+    comparison: ComparisonLink | None = None,
+) -> RunRecord:
+    """A record of ``result`` with model identities and this machine's hardware summary."""
+    from app.core.tracks import get_track
+
+    uses_draft = draft_path is not None and get_track(result.track).uses_draft
+    eff = result.effective
+    return RunRecord(
+        id=new_id(),
+        created_unix=time.time(),
+        prompt=prompt,
+        settings=replace(settings, track=result.track),
+        target=model_identity(target_path),
+        draft=model_identity(draft_path) if uses_draft and draft_path is not None else None,
+        hardware=hardware_summary(
+            eff.get("threads") or settings.threads, eff.get("threads_batch")
+        ),
+        result=result,
+        comparison=comparison,
+    )
+
+
+def record_run(
+    result: RunResult,
+    target_path: str | Path,
+    draft_path: str | Path | None,
+    prompt: str,
+    settings: RunSettings,
+    history: History | None = None,
+) -> str:
+    """Save a finished or cancelled run; returns its id. Raises OSError if the disk does."""
+    record = make_record(result, target_path, draft_path, prompt, settings)
+    return (history or History()).save(record)
+
+
+def record_comparison(
+    comparison: Comparison,
+    target_path: str | Path,
+    draft_path: str | Path | None,
+    prompt: str,
+    settings: RunSettings,
+    history: History | None = None,
+) -> str:
+    """Save every run of ``comparison`` as one group; returns the comparison id."""
+    history = history or History()
+    cid = new_id("cmp-")
+    for i, run in enumerate(comparison.runs):
+        link = ComparisonLink.of(cid, i, len(comparison.runs), run)
+        history.save(make_record(run.result, target_path, draft_path, prompt, settings, link))
+    return cid
+
+
+def compared_runs(records: Iterable[RunRecord]) -> list[ComparedRun]:
+    return [r.compared_run() for r in records]

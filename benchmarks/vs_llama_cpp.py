@@ -1,0 +1,139 @@
+"""Our tracks next to llama.cpp's own C++ tools, on the same files, prompt tokens, K, threads.
+
+Speedups are ratios taken within one run on this machine: ours against our baseline, and
+llama.cpp's speculative tools against `llama-completion`'s decode speed. Each configuration
+is repeated and the median reported; runs are interleaved so load changes hit all alike.
+Build the tools first: `bash benchmarks/build_llama_tools.sh`.
+
+    .venv/bin/python -m benchmarks.vs_llama_cpp --target qwen2.5-coder-1.5b-f16 \
+        --draft qwen2.5-coder-0.5b --prompts code_edit,summarize --ks 4,8 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+from app.core.events import RunSettings
+from app.core.models.library import resolve_model
+from app.core.session import Session
+from benchmarks.common import PROMPT_NAMES, machine_summary, median, templated
+
+TOOLS = Path.home() / ".cache/decodelab/llama-tools/build-0.3.36/bin"
+SPEED = re.compile(r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds, speed:\s+([\d.]+) t/s")
+EVAL = re.compile(r"\beval time =\s+([\d.]+) ms /\s+(\d+) runs")
+COUNT = re.compile(r"\b(n_drafted|n_accept)\s*=\s*(\d+)")
+
+
+def run_tool(args: list[str]) -> dict[str, float]:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise RuntimeError(f"{Path(args[0]).name} failed: {out[-800:]}")
+    found: dict[str, float] = {}
+    if m := SPEED.search(out):
+        found["tps"] = float(m.group(3))
+    elif m := EVAL.search(out):
+        found["tps"] = int(m.group(2)) / (float(m.group(1)) / 1000.0)
+    for key, value in COUNT.findall(out):
+        found[key] = float(value)
+    if "tps" not in found:
+        raise RuntimeError(f"no speed in output of {Path(args[0]).name}: {out[-800:]}")
+    return found
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--draft", required=True)
+    ap.add_argument("--prompts", default=",".join(PROMPT_NAMES))
+    ap.add_argument("--ks", default="4,8")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ctx", type=int, default=4096)
+    ap.add_argument("--tools", default=str(TOOLS))
+    ap.add_argument("--skip-theirs", action="store_true")
+    args = ap.parse_args()
+
+    target, draft = str(resolve_model(args.target)), str(resolve_model(args.draft))
+    tools, t, n = Path(args.tools), str(args.threads), str(args.max_tokens)
+    ks = [int(k) for k in args.ks.split(",")]
+    common = ["-n", n, "--temp", "0", "-t", t, "-tb", t, "-c", str(args.ctx), "--seed", "0"]
+    base = RunSettings(max_tokens=args.max_tokens, threads=args.threads, ctx=args.ctx)
+    print(f"# {machine_summary()}")
+    print(f"# target {args.target}, draft {args.draft}, {args.max_tokens} tokens, "
+          f"{args.threads} threads, ctx {args.ctx}, {args.repeats} repeats (medians)")
+    rows: dict[tuple[str, str], list[float]] = defaultdict(list)
+    acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+    session = Session()
+    try:
+        for name in args.prompts.split(","):
+            prompt = templated(target, name)
+            ours: list[tuple[str, RunSettings, str | None]] = [
+                ("ours baseline", replace(base, track="baseline"), None)]
+            for k in ks:
+                ours += [
+                    (f"ours draft K={k}", replace(base, track="draft", draft_max=k,
+                                                  adaptive=False, draft_p_min=0.0), draft),
+                    (f"ours lookup K={k}", replace(base, track="lookup", draft_max=k,
+                                                   adaptive=False), None),
+                ]
+            ours += [
+                ("ours draft adaptive", replace(base, track="draft", draft_max=16), draft),
+                ("ours lookup adaptive", replace(base, track="lookup", draft_max=16), None),
+            ]
+            theirs: list[tuple[str, list[str]]] = [
+                ("llama-completion", [str(tools / "llama-completion"), "-m", target, "-p",
+                                      prompt, "-no-cnv", *common])]
+            for k in ks:
+                theirs += [
+                    (f"llama-speculative-simple K={k}",
+                     [str(tools / "llama-speculative-simple"), "-m", target, "-md", draft,
+                      "--spec-type", "draft-simple", "--spec-draft-n-max", str(k), "-p", prompt,
+                      "-td", t, "-tbd", t, *common]),
+                    (f"llama-lookup K={k}",
+                     [str(tools / "llama-lookup"), "-m", target, "--spec-draft-n-max", str(k),
+                      "-p", prompt, *common]),
+                ]
+            for rep in range(args.repeats):
+                for label, s, d in ours:
+                    r = session.run(target, d, prompt, s)
+                    rows[(name, label)].append(r.tokens_per_second)
+                    if r.acceptance_rate is not None:
+                        acc[(name, label)].append(r.acceptance_rate)
+                    print(f"  [{rep}] {name} {label}: {r.tokens_per_second:.2f} tok/s "
+                          f"({r.prompt_tokens} prompt tokens)", file=sys.stderr, flush=True)
+                if args.skip_theirs:
+                    continue
+                session.close()  # free the memory and the cores for the C++ tools
+                for label, cmd in theirs:
+                    res = run_tool(cmd)
+                    rows[(name, label)].append(res["tps"])
+                    if res.get("n_drafted"):
+                        acc[(name, label)].append(res["n_accept"] / res["n_drafted"])
+                    print(f"  [{rep}] {name} {label}: {res['tps']:.2f} tok/s",
+                          file=sys.stderr, flush=True)
+    finally:
+        session.close()
+    print(f"{'prompt':<11}{'configuration':<34}{'tok/s':>8}{'speedup':>9}{'accept':>8}")
+    for name in args.prompts.split(","):
+        ours_base = median(rows[(name, "ours baseline")])
+        their_base = median(rows.get((name, "llama-completion"), [])) or float("nan")
+        for (pname, label), values in rows.items():
+            if pname != name:
+                continue
+            ref = ours_base if label.startswith("ours") else their_base
+            a = acc.get((name, label))
+            print(f"{name:<11}{label:<34}{median(values):8.2f}{median(values) / ref:9.2f}"
+                  f"{median(a) if a else float('nan'):8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
