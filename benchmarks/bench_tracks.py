@@ -20,7 +20,13 @@ from app.core.gguf_info import inspect_model
 from app.core.models.library import resolve_model
 from app.core.session import Session
 from app.core.tracks import WORKING, availability, get_track
-from benchmarks.common import PROMPT_NAMES, machine_summary, median, templated
+from benchmarks.common import (
+    PROMPT_NAMES,
+    machine_summary,
+    median,
+    templated,
+    warm_page_cache,
+)
 
 
 def applicable_tracks(target: str, draft: str | None) -> list[str]:
@@ -64,6 +70,7 @@ def main() -> int:
         f"{args.max_tokens} tokens, K={args.draft_max}, "
         f"{'fixed' if args.fixed else 'adaptive'}, {args.threads} threads"
     )
+    warm_page_cache(target, draft)
     session = Session()
     results: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
     try:

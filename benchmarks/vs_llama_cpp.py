@@ -22,7 +22,13 @@ from pathlib import Path
 from app.core.events import RunSettings
 from app.core.models.library import resolve_model
 from app.core.session import Session
-from benchmarks.common import PROMPT_NAMES, machine_summary, median, templated
+from benchmarks.common import (
+    PROMPT_NAMES,
+    machine_summary,
+    median,
+    templated,
+    warm_page_cache,
+)
 
 TOOLS = Path.home() / ".cache/decodelab/llama-tools/build-0.3.36/bin"
 SPEED = re.compile(r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds, speed:\s+([\d.]+) t/s")
@@ -71,6 +77,7 @@ def main() -> int:
           f"{args.threads} threads, ctx {args.ctx}, {args.repeats} repeats (medians)")
     rows: dict[tuple[str, str], list[float]] = defaultdict(list)
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+    warm_page_cache(target, draft)
     session = Session()
     try:
         for name in args.prompts.split(","):

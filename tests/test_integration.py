@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -87,7 +86,7 @@ def test_qwen_pair_is_lossless_and_accepts_drafts() -> None:
                          ["draft", "lookup", "draft+lookup"], s)
     finally:
         session.close()
-    base, *others = result.runs
+    _base, *others = result.runs
     for run in others:
         assert run.result.n_drafted > 0
         assert (run.result.acceptance_rate or 0) > 0.3, run.result.track

@@ -7,6 +7,7 @@ how far to trust it.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,13 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from app.core.adaptive import CostModel, best_length, expected_tokens, worth_extending
+from app.core.adaptive import CostModel, best_length
 from app.core.events import Source
 from app.core.llama_backend import ContextFull, LoadedModel
 from app.core.sampling import Distribution, SamplerSettings, distribution, top_probability
 
 # Chance assumed for an unseen n-gram continuation before any round was verified.
 LOOKUP_PRIOR = 0.6
+# Lower bounds of the matched-context lengths that acceptance is tracked for.
+MATCH_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24)
+MAX_CONTEXT = 32
+MAX_SPOTS = 16
+CONFIDENCE_BANDS = 10
+# A draft token below this learned chance ends an adaptive draft.
+UNLIKELY = 0.35
 
 
 @dataclass
@@ -35,10 +43,12 @@ class Proposal:
 
 
 class PromptLookup:
-    """Track 8: continue the longest recent n-gram match found in prompt + answer.
+    """Track 8: continue an earlier occurrence of the text's last n tokens.
 
-    An incremental index maps each n-gram to the position after its latest occurrence, so
-    a lookup is O(ngram_max) whatever the length of the text.
+    An incremental index maps each n-gram to the positions after its recent occurrences.
+    Among those, the one whose preceding context agrees longest with the current text is
+    copied: a long agreeing context predicts a long accepted continuation, and acceptance
+    is tracked per context length so that adaptive drafting knows how far to trust it.
     """
 
     source: Source = "lookup"
@@ -48,11 +58,12 @@ class PromptLookup:
         self.ngram_max = max(self.ngram_min, ngram_max)
         self.adaptive = adaptive
         self.costs = costs
-        self._index: dict[tuple[int, ...], int] = {}
+        self._index: dict[tuple[int, ...], list[int]] = {}
         self._indexed = 0
-        # Per match length: [accepted drafts, verified drafts], for the acceptance chance.
-        self._stats = {n: [0.0, 0.0] for n in range(self.ngram_min, self.ngram_max + 1)}
-        self._last_n = 0
+        # Per context-length bucket: [accepted drafts, verified drafts].
+        self._stats = [[0.0, 0.0] for _ in MATCH_BUCKETS]
+        self._continuation = [0.0, 0.0]
+        self._last_bucket = 0
 
     def reset(self) -> None:
         self._index.clear()
@@ -62,11 +73,22 @@ class PromptLookup:
         # Index continuations strictly before the end: the suffix itself is the query.
         for end in range(max(self._indexed, 1), len(history)):
             for n in range(self.ngram_min, min(self.ngram_max, end) + 1):
-                self._index[tuple(history[end - n : end])] = end
+                spots = self._index.setdefault(tuple(history[end - n : end]), [])
+                spots.append(end)
+                if len(spots) > MAX_SPOTS:
+                    del spots[0]
         self._indexed = max(self._indexed, len(history))
 
-    def chance(self, n: int) -> float:
-        accepted, seen = self._stats[n]
+    @staticmethod
+    def _context_length(history: list[int], start: int, n: int) -> int:
+        """How many tokens before the matched n-gram also agree with the current text."""
+        i, j, length = start - n - 1, len(history) - n - 1, 0
+        while length < MAX_CONTEXT and i >= 0 and history[i] == history[j]:
+            i, j, length = i - 1, j - 1, length + 1
+        return length
+
+    def chance(self, bucket: int) -> float:
+        accepted, seen = self._stats[bucket]
         # A Beta prior keeps early rounds from swinging to 0 or 1.
         return (accepted + LOOKUP_PRIOR * 4) / (seen + 4)
 
@@ -75,26 +97,45 @@ class PromptLookup:
         self._extend_index(history)
         prop = Proposal(self.source, drafter=self)
         for n in range(min(self.ngram_max, len(history)), self.ngram_min - 1, -1):
-            start = self._index.get(tuple(history[-n:]))
-            if start is None:
+            spots = self._index.get(tuple(history[-n:]))
+            if not spots:
                 continue
+            # Latest first, so that ties go to the most recent occurrence.
+            start = max(reversed(spots), key=lambda p: self._context_length(history, p, n))
+            bucket = (
+                bisect.bisect_right(MATCH_BUCKETS, n + self._context_length(history, start, n)) - 1
+            )
             tokens = history[start : start + limit]
             if self.adaptive:
-                c = self.chance(n)
-                tokens = tokens[: best_length([c] * len(tokens), self.costs, 0.0, min_length)]
+                # Once a copy is accepted, the next copied token usually is too: the first
+                # token's chance depends on the match, the rest on the copying regime.
+                chances = [self.chance(bucket)] + [self.continuation_chance()] * (len(tokens) - 1)
+                tokens = tokens[: best_length(chances, self.costs, 0.0, min_length)]
             if len(tokens) >= min_length:
                 prop.tokens = tokens
                 prop.q = [None] * len(tokens)
-                self._last_n = n
+                self._last_bucket = bucket
             break
         prop.seconds = time.perf_counter() - t0
         return prop
 
+    def continuation_chance(self) -> float:
+        accepted, seen = self._continuation
+        return min(0.99, (accepted + LOOKUP_PRIOR * 4) / (seen + 4))
+
     def observe(self, proposal: Proposal, accepted: int) -> None:
-        stats = self._stats[self._last_n]
-        # Conditional chance per draft: accepted ones, plus the first rejection.
-        stats[0] += accepted
-        stats[1] += min(len(proposal.tokens), accepted + 1)
+        # Conditional chances: the accepted drafts and the first rejection were judged;
+        # drafts after it were not.
+        judged = min(len(proposal.tokens), accepted + 1)
+        first = self._stats[self._last_bucket]
+        first[0] += 1.0 if accepted > 0 else 0.0
+        first[1] += 1.0
+        self._continuation[0] += max(0, accepted - 1)
+        self._continuation[1] += max(0, judged - 1)
+
+
+def new_bands() -> list[list[float]]:
+    return [[0.0, 0.0] for _ in range(CONFIDENCE_BANDS)]
 
 
 class DraftModel:
@@ -110,6 +151,7 @@ class DraftModel:
         adaptive: bool,
         costs: CostModel,
         rng: np.random.Generator,
+        bands: list[list[float]] | None = None,
     ):
         self.model = model
         self.sampler = sampler
@@ -118,10 +160,10 @@ class DraftModel:
         self.costs = costs
         self.rng = rng
         self._cached: list[int] = []
-        # Calibration: how acceptance compares with the draft's own confidence.
-        self._accepted = 0.0
-        self._expected = 0.0
-        self._last_expected = 0.0
+        # Calibration curve: acceptance observed per band of the draft's own confidence,
+        # [accepted, judged]; the caller may share it across runs of the same pair.
+        self._bands = bands if bands is not None else new_bands()
+        self._last_bands: list[int] = []
 
     def reset(self) -> None:
         self.model.reset()
@@ -148,9 +190,28 @@ class DraftModel:
         self._cached.extend(todo)
         return row
 
-    @property
-    def calibration(self) -> float:
-        return (self._accepted + 4.0) / (self._expected + 4.0)
+    @staticmethod
+    def _band(conf: float) -> int:
+        return min(CONFIDENCE_BANDS - 1, int(conf * CONFIDENCE_BANDS))
+
+    def overall_chance(self) -> float:
+        """The pair's conditional acceptance rate so far (a prior of 0.7 before any)."""
+        accepted = sum(b[0] for b in self._bands)
+        seen = sum(b[1] for b in self._bands)
+        return min(0.99, (accepted + 0.7 * 4.0) / (seen + 4.0))
+
+    def chance(self, conf: float) -> float:
+        """Acceptance chance of a draft token of confidence ``conf``, as observed so far.
+
+        A draft's confidence is a biased guess (on code a 0.5 is usually accepted), so each
+        band learns its own rate; a band with little evidence leans on the pair's overall
+        rate, and that on the confidence itself.
+        """
+        total_acc = sum(b[0] for b in self._bands)
+        total_seen = sum(b[1] for b in self._bands)
+        overall = (total_acc + 2.0 * conf) / (total_seen + 2.0)
+        accepted, seen = self._bands[self._band(conf)]
+        return min(0.99, (accepted + 4.0 * overall) / (seen + 4.0))
 
     def propose(self, history: list[int], limit: int, min_length: int = 1) -> Proposal:
         prop = Proposal(self.source, drafter=self)
@@ -162,6 +223,13 @@ class DraftModel:
         except ContextFull:
             return prop
         chances: list[float] = []
+        confidences: list[float] = []
+        if self.adaptive:
+            # Plan the length from the pair's conditional acceptance so far and the measured
+            # costs; while drafting, stop early only at a token that is likely rejected.
+            typical = self.overall_chance()
+            plan = best_length([typical] * limit, self.costs, self.costs.draft_step, min_length)
+            limit = max(min_length, plan)
         while True:
             step0 = time.perf_counter()
             if self.sampler.greedy:
@@ -171,18 +239,17 @@ class DraftModel:
                 q = distribution(row, self.sampler)
                 token = q.sample(self.rng)
                 conf = q.prob(token)
-            if conf < self.p_min and len(prop.tokens) >= min_length:
+            chance = self.chance(conf)
+            # Fixed mode stops on low confidence as llama.cpp does; adaptive mode on a
+            # low learned chance of acceptance.
+            low = chance < UNLIKELY if self.adaptive else conf < self.p_min
+            if low and len(prop.tokens) >= min_length:
                 break
             prop.tokens.append(token)
             prop.q.append(q)
-            chances.append(min(0.99, conf * self.calibration))
+            chances.append(chance)
+            confidences.append(conf)
             if len(prop.tokens) >= limit:
-                break
-            if (
-                self.adaptive
-                and len(prop.tokens) >= min_length
-                and not worth_extending(chances, chances[-1], self.costs, self.costs.draft_step)
-            ):
                 break
             try:
                 row = self.model.eval([token], 1)[0]
@@ -193,10 +260,12 @@ class DraftModel:
         if self.adaptive and prop.tokens:
             keep = best_length(chances, self.costs, self.costs.draft_step, min_length)
             prop.tokens, prop.q = prop.tokens[:keep], prop.q[:keep]
-        self._last_expected = expected_tokens(chances[: len(prop.tokens)]) - 1.0
+        self._last_bands = [self._band(c) for c in confidences[: len(prop.tokens)]]
         prop.seconds = time.perf_counter() - t0
         return prop
 
     def observe(self, proposal: Proposal, accepted: int) -> None:
-        self._accepted += accepted
-        self._expected += self._last_expected
+        # Tokens after the first rejection were never judged: they teach nothing.
+        for i, band in enumerate(self._last_bands[: accepted + 1]):
+            self._bands[band][0] += 1.0 if i < accepted else 0.0
+            self._bands[band][1] += 1.0

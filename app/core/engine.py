@@ -181,7 +181,10 @@ class Generation:
                 return "context_full"
             rnd += 1
             limit = min(s.draft_max, remaining - 1, room)
-            proposal = self._propose(limit) if limit > 0 else Proposal()
+            # Adaptive drafting needs the cost of a plain step to weigh drafts against: the
+            # first round measures it (it yields a token like any other round).
+            measure_step = s.adaptive and self.costs.step is None
+            proposal = self._propose(limit) if limit > 0 and not measure_step else Proposal()
             stop = self._verify(pending, proposal, rnd)
             if stop is not None:
                 return stop

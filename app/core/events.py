@@ -75,7 +75,7 @@ class RunSettings:
     min_p: float = 0.05
     draft_max: int = 8
     draft_min: int = 0
-    draft_p_min: float = 0.6
+    draft_p_min: float = 0.75  # llama.cpp's default
     ngram_min: int = 2
     ngram_max: int = 4
     adaptive: bool = True

@@ -18,7 +18,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from app.core.adaptive import CostModel
 from app.core.compat import Compatibility, check_draft
-from app.core.drafters import DraftModel, PromptLookup
+from app.core.drafters import DraftModel, PromptLookup, new_bands
 from app.core.engine import Drafter, EventSink, Generation
 from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
@@ -60,6 +60,8 @@ class Session:
         self._target_key: tuple[object, ...] | None = None
         self._draft_key: tuple[object, ...] | None = None
         self.costs: dict[tuple[object, ...], CostModel] = {}
+        # What adaptive drafting learned about each (target, draft) pair, kept across runs.
+        self.draft_bands: dict[tuple[str, str], list[list[float]]] = {}
 
     # -- guards ---------------------------------------------------------------------------
     @staticmethod
@@ -143,9 +145,9 @@ class Session:
         draft_source = None
         if track.uses_draft and draft is not None:
             sampler = SamplerSettings(s.temperature, s.top_k, s.top_p, s.min_p)
-            draft_source = DraftModel(
-                draft, sampler, s.draft_p_min, s.adaptive, costs, np.random.default_rng(s.seed + 1)
-            )
+            bands = self.draft_bands.setdefault((target.path, draft.path), new_bands())
+            rng = np.random.default_rng(s.seed + 1)
+            draft_source = DraftModel(draft, sampler, s.draft_p_min, s.adaptive, costs, rng, bands)
             drafters.append(draft_source)
         gen = Generation(
             target,
