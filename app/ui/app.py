@@ -1,0 +1,197 @@
+"""Application start: QApplication, logging to a file, the uncaught-exception dialog, and the
+scripted session (``decodelab gui --model M --track T --prompt-file F --run --screenshot P
+--exit``) used for screenshots and smoke tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import sys
+import traceback
+from pathlib import Path
+from types import TracebackType
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app import __version__
+from app.core import paths
+from app.ui.resources import read_text, resource_path
+
+log = logging.getLogger("app.ui")
+LOG_FILE = "decodelab.log"
+
+
+def configure_logging() -> Path:
+    """A rotating log file in paths.log_dir() for the app and llama.cpp (once per process)."""
+    file = paths.log_dir() / LOG_FILE
+    root = logging.getLogger()
+    if not any(getattr(h, "_decodelab", False) for h in root.handlers):
+        handler = logging.handlers.RotatingFileHandler(file, maxBytes=2_000_000, backupCount=3,
+                                                       encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._decodelab = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        llama = logging.getLogger("llama.cpp")
+        llama.addHandler(handler)
+    # llama.cpp's chatter goes to the file and the log panel, not to the terminal.
+    llama = logging.getLogger("llama.cpp")
+    llama.setLevel(logging.INFO)
+    llama.propagate = False
+    logging.getLogger("app").setLevel(logging.INFO)
+    return file
+
+
+def install_excepthook(log_file: Path) -> None:
+    """An uncaught exception is logged and shown in a dialog; the app keeps running."""
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, exc, tb)
+            return
+        log.error("uncaught exception:\n%s", "".join(traceback.format_exception(kind, exc, tb)))
+        app = QApplication.instance()
+        if app is None or QApplication.platformName() == "offscreen":
+            return
+        box = QMessageBox(QMessageBox.Icon.Critical, "DecodeLab: unexpected error",
+                          f"Something went wrong: {exc}\n\nThe details are in {log_file}. "
+                          "DecodeLab keeps running; what you had is kept.")
+        box.exec()
+
+    sys.excepthook = hook
+
+
+GIL_SWITCH_INTERVAL = 0.001
+
+
+def make_application() -> QApplication:
+    # The engine thread runs Python between llama.cpp calls; with the default 5 ms switch
+    # interval every GIL hand-over to the GUI thread (many per repaint: pyqtgraph paints in
+    # Python) can wait 5 ms. 1 ms keeps the worst event-loop stalls about half as long.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication(sys.argv[:1])
+    app.setApplicationName("DecodeLab")
+    app.setApplicationVersion(__version__)
+    app.setOrganizationName("decodelab")
+    icon = resource_path("icons", "decodelab.svg")
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+    app.setStyle("Fusion")
+    app.setStyleSheet(read_text("style.qss"))
+    return app
+
+
+class ScriptedSession(QObject):
+    """Drive the real window from command-line options: choose, run, screenshot, exit."""
+
+    def __init__(self, window: object, args: argparse.Namespace) -> None:
+        super().__init__()
+        from app.ui.main_window import MainWindow
+
+        assert isinstance(window, MainWindow)
+        self.window = window
+        self.args = args
+        self.exit_code = 0
+        self._stage = "models"
+        self._started = False
+        self.timer = QTimer(self)
+        self.timer.setInterval(50)
+        self.timer.timeout.connect(self._tick)
+        window.run_ended.connect(self._run_ended)
+
+    def start(self) -> None:
+        from app.core.errors import DecodeLabError
+        from app.core.models.library import resolve_model
+
+        w, a = self.window, self.args
+        w.resize(1480, 940)  # the same size for every scripted screenshot
+        try:
+            if a.model:
+                w.set_target(str(resolve_model(a.model)))
+            if a.draft:
+                w.set_draft(str(resolve_model(a.draft)))
+            elif a.model:
+                w.set_draft(None)  # a scripted run uses exactly the models it names
+            if a.prompt_file:
+                w.prompt.text.setPlainText(Path(a.prompt_file).read_text(encoding="utf-8"))
+        except (DecodeLabError, OSError) as exc:
+            w.show_error("error", str(exc))
+            self.exit_code = 1
+        if a.fetch_default and not w.target_path:
+            from app.core.models import DEFAULT_MODEL
+
+            w.fetch(DEFAULT_MODEL)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        w, a = self.window, self.args
+        if self._stage == "models":
+            if w.host.busy or w.fetcher.active:
+                return
+            if a.track:
+                w.tracks.select(a.track)
+                if w.tracks.selected() != a.track:
+                    reason = w.tracks.rows[a.track].reason.text() if a.track in w.tracks.rows \
+                        else "unknown or deprecated track"
+                    w.show_error("refused", f"Track {a.track!r} cannot run here: {reason}")
+                    self.exit_code = 2
+            if a.run and self.exit_code == 0:
+                self._stage = "running"
+                if not w.start_run():
+                    self.exit_code = self.exit_code or 2
+                    self._finish()
+                return
+            self._finish()
+
+    def _run_ended(self, result: object) -> None:
+        if self._stage != "running":
+            return
+        if result is None:
+            self.exit_code = 1
+        self._finish()
+
+    def _finish(self) -> None:
+        self._stage = "done"
+        self.timer.stop()
+        # Let the last batch and plot update paint before the capture.
+        QTimer.singleShot(250, self._capture)
+
+    def _capture(self) -> None:
+        if self.args.screenshot:
+            QApplication.processEvents()
+            path = Path(self.args.screenshot)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.window.grab().save(str(path)):
+                log.error("could not save the screenshot to %s", path)
+                self.exit_code = self.exit_code or 1
+        if self.args.exit:
+            self.window.close()
+            QApplication.instance().exit(self.exit_code)  # type: ignore[union-attr]
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    """The ``gui`` command: open the workbench (and run the scripted session if asked)."""
+    log_file = configure_logging()
+    app = make_application()
+    install_excepthook(log_file)
+    from app.ui.main_window import MainWindow
+
+    window = MainWindow(log_file=str(log_file))
+    window.show()
+    scripted = any(getattr(args, k, None) for k in ("model", "draft", "track", "prompt_file",
+                                                      "run", "screenshot", "fetch_default"))
+    session = ScriptedSession(window, args) if scripted else None
+    if session is not None:
+        QTimer.singleShot(0, session.start)
+    elif not window.target_path and not window.models.draft.paths():
+        window.models.first_run.raise_()
+    code = app.exec()
+    window.shutdown()
+    if session is not None:
+        return session.exit_code or code
+    return code

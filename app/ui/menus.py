@@ -1,0 +1,43 @@
+"""The window's menus and keyboard shortcuts (Ctrl+Enter runs, Esc stops)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+
+from app.core.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from app.ui.main_window import MainWindow
+
+
+def build_menus(w: MainWindow) -> tuple[QAction, QAction]:
+    """File, Run and View menus; returns the Run and Stop actions."""
+    file_menu = w.menuBar().addMenu("&File")
+    for text, slot in (
+        ("Open target GGUF…", lambda: w.models.open_file(w.models.target)),
+        ("Open draft GGUF…", lambda: w.models.open_file(w.models.draft)),
+        ("Add model folder…", w.models.choose_folder),
+        (f"Fetch {DEFAULT_MODEL}", lambda: w.fetch(DEFAULT_MODEL)),
+    ):
+        action = QAction(text, w)
+        action.triggered.connect(slot)
+        file_menu.addAction(action)
+    file_menu.addSeparator()
+    quit_action = QAction("Quit", w)
+    quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+    quit_action.triggered.connect(w.close)
+    file_menu.addAction(quit_action)
+    run_menu = w.menuBar().addMenu("&Run")
+    run_action = QAction("Run (Ctrl+Enter)", w)
+    run_action.triggered.connect(w.start_run)
+    stop_action = QAction("Stop (Esc)", w)
+    stop_action.triggered.connect(w.stop_run)
+    run_menu.addActions([run_action, stop_action])
+    view_menu = w.menuBar().addMenu("&View")
+    view_menu.addAction(w.log_dock.toggleViewAction())
+    for key in ("Ctrl+Return", "Ctrl+Enter"):
+        QShortcut(QKeySequence(key), w).activated.connect(w.start_run)
+    QShortcut(QKeySequence("Esc"), w).activated.connect(w.stop_run)
+    return run_action, stop_action

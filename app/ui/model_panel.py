@@ -1,0 +1,297 @@
+"""The model panel: target and draft pickers over the library, their metadata, the draft's
+compatibility checks, fetching pinned models (with progress and Cancel) and the first-run
+offer to fetch the default model.
+
+The panel holds no model state beyond what it shows: the window tells it what was inspected
+and what the compatibility survey found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.models import DEFAULT_MODEL, Library
+from app.ui.banner import Banner
+from app.ui.model_picker import Entry, ModelPicker, human_size
+
+
+def norm(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def info_html(info: Any) -> str:
+    """A compact table of a ModelInfo's metadata."""
+    if info.is_recurrent:
+        ssm = "<b>recurrent (SSM)</b>: no speculation"
+    elif info.is_hybrid:
+        ssm = "<b>hybrid (SSM + attention)</b>: no speculation"
+    else:
+        ssm = "attention only"
+    moe = (f"{info.expert_count} experts, {info.expert_used_count} used per token"
+           if info.is_moe else "dense (no experts)")
+    rows = [
+        ("architecture", html.escape(info.architecture)),
+        ("size", f"{html.escape(info.size_label)} params, {human_size(info.file_size)}"),
+        ("quantization", html.escape(info.quantization)),
+        ("context", f"{info.context_length:,} tokens"),
+        ("vocabulary", f"{info.n_vocab:,} tokens ({html.escape(info.tokenizer_model)})"),
+        ("MoE", moe),
+        ("SSM", ssm),
+        ("chat template", "yes" if info.has_chat_template else "none"),
+    ]
+    cells = "".join(f"<tr><td style='color:#5b6573;padding-right:8px'>{k}</td><td>{v}</td></tr>"
+                    for k, v in rows)
+    return f"<b>{html.escape(info.name)}</b><table cellspacing=0>{cells}</table>"
+
+
+def compat_html(compat: Any) -> str:
+    """The verdict, and the failed checks (all checks are in ``compat_tooltip``)."""
+    if compat.compatible:
+        return (f"<span style='color:#2e7d32'>✓ <b>compatible</b></span>: all "
+                f"{len(compat.checks)} checks passed")
+    lines = [f"<span style='color:#b3261e'>✗</span> {html.escape(c.name)}: "
+             f"<span style='color:#5b6573'>{html.escape(c.detail)}</span>" for c in compat.failed]
+    return ("<b style='color:#b3261e'>incompatible with the target</b><br>"
+            + "<br>".join(lines))
+
+
+def compat_tooltip(compat: Any) -> str:
+    return "\n".join(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}" for c in compat.checks)
+
+
+class ModelPanel(QGroupBox):
+    target_chosen = Signal(object)  # path | None
+    draft_chosen = Signal(object)
+    fetch_requested = Signal(str)
+    fetch_cancel_requested = Signal()
+    library_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Models", parent)
+        self.library = Library.load()
+        layout = QVBoxLayout(self)
+        self.first_run = Banner(closable=False)
+        self.first_run.action_clicked.connect(lambda: self.fetch_requested.emit(DEFAULT_MODEL))
+        layout.addWidget(self.first_run)
+
+        self.target = ModelPicker("Target:", allow_none=False)
+        self.target.chosen.connect(self.target_chosen)
+        self.target.missing_chosen.connect(self.offer_fetch)
+        self.target.open_requested.connect(lambda: self.open_file(self.target))
+        layout.addWidget(self.target)
+        self.target_info = QLabel("No target model chosen.")
+        self.target_info.setObjectName("Hint")
+        self.target_info.setWordWrap(True)
+        self.target_info.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.target_info)
+
+        self.draft = ModelPicker("Draft:", allow_none=True)
+        self.draft.chosen.connect(self.draft_chosen)
+        self.draft.missing_chosen.connect(self.offer_fetch)
+        self.draft.open_requested.connect(lambda: self.open_file(self.draft))
+        layout.addWidget(self.draft)
+        self.draft_note = QLabel("")
+        self.draft_note.setObjectName("Reason")
+        self.draft_note.setWordWrap(True)
+        self.draft_note.hide()
+        layout.addWidget(self.draft_note)
+        self.compat = QLabel("")
+        self.compat.setWordWrap(True)
+        self.compat.setTextFormat(Qt.TextFormat.RichText)
+        self.compat.hide()
+        layout.addWidget(self.compat)
+        self.draft_info = QLabel("")
+        self.draft_info.setObjectName("Hint")
+        self.draft_info.setWordWrap(True)
+        self.draft_info.setTextFormat(Qt.TextFormat.RichText)
+        self.draft_info.hide()
+        layout.addWidget(self.draft_info)
+
+        row = QHBoxLayout()
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_folder_button.setToolTip("List every .gguf file of a folder in the pickers")
+        self.add_folder_button.clicked.connect(self.choose_folder)
+        row.addWidget(self.add_folder_button)
+        row.addStretch(1)
+        layout.addLayout(row)
+
+        self.fetch_box = QWidget()
+        fetch_row = QHBoxLayout(self.fetch_box)
+        fetch_row.setContentsMargins(0, 0, 0, 0)
+        self.fetch_label = QLabel()
+        self.fetch_label.setWordWrap(True)
+        self.fetch_bar = QProgressBar()
+        self.fetch_bar.setTextVisible(True)
+        self.fetch_button = QPushButton("Fetch")
+        self.fetch_cancel = QPushButton("Cancel")
+        self.fetch_cancel.clicked.connect(self.fetch_cancel_requested)
+        self._offered: str = DEFAULT_MODEL
+        self.fetch_button.clicked.connect(lambda: self.fetch_requested.emit(self._offered))
+        fetch_col = QVBoxLayout()
+        fetch_col.addWidget(self.fetch_label)
+        fetch_col.addWidget(self.fetch_bar)
+        fetch_row.addLayout(fetch_col, 1)
+        fetch_row.addWidget(self.fetch_button)
+        fetch_row.addWidget(self.fetch_cancel)
+        self.fetch_box.hide()
+        layout.addWidget(self.fetch_box)
+        self.refresh_library()
+
+    # -- library ------------------------------------------------------------------------------
+    def entries(self) -> list[Entry]:
+        out: list[Entry] = [Entry("header", "Pinned models")]
+        for st in self.library.pinned_status():
+            e = st.entry
+            if st.installed and st.path is not None:
+                out.append(Entry("pinned", f"{e.name}  ({human_size(st.size)})", norm(st.path),
+                                 e.name, f"{e.description}\n{e.role}\n{st.path}"))
+            else:
+                out.append(Entry("missing", f"{e.name}  — not installed ({human_size(e.size)})",
+                                 None, e.name, f"{e.description}\nChoose it to fetch it."))
+        listed = {x.path for x in out if x.path}
+        scanned = self.library.scan()
+        for folder in self.library.folders:
+            files = [norm(p) for p in scanned if _under(p, folder)]
+            out.append(Entry("header", f"Folder {folder}"))
+            out += [Entry("file", Path(p).name, p, None, p) for p in files if p not in listed]
+            listed.update(files)
+        recent = [norm(p) for p in self.library.recent if norm(p) not in listed]
+        if recent:
+            out.append(Entry("header", "Recent files"))
+            out += [Entry("file", Path(p).name, p, None, p) for p in recent]
+        return out
+
+    def refresh_library(self) -> None:
+        entries = self.entries()
+        self.target.populate(entries)
+        self.draft.populate(entries)
+        has_model = any(e.kind in ("pinned", "file") for e in entries)
+        if has_model or self.fetch_box.isVisible():
+            self.first_run.hide()
+        else:
+            self.first_run.show_message(
+                "info", f"No model yet. DecodeLab can fetch its small default model, "
+                f"<b>{DEFAULT_MODEL}</b> (about 98 MB), or you can open a GGUF file.",
+                action=f"Fetch {DEFAULT_MODEL}")
+        self.library_changed.emit()
+
+    def use_path(self, picker: ModelPicker, path: str | None) -> None:
+        """Choose ``path`` in ``picker``, adding it to the recent files if it is not listed."""
+        if path is not None:
+            path = norm(path)
+            if picker.row_of(path) < 0:
+                with contextlib.suppress(OSError):
+                    self.library.add_recent(path)
+                self.refresh_library()
+                if picker.row_of(path) < 0:  # e.g. a missing file: list it anyway
+                    extra = [*self.entries(), Entry("file", Path(path).name, path, None, path)]
+                    self.target.populate(extra)
+                    self.draft.populate(extra)
+        picker.select_path(path)
+
+    def open_file(self, picker: ModelPicker) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", str(Path.home()),
+                                              "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.use_path(picker, path)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of GGUF models")
+        if folder:
+            self.add_folder(folder)
+
+    def add_folder(self, folder: str) -> None:
+        try:
+            self.library.add_folder(folder)
+        except Exception as exc:  # ModelFileError, OSError: say so, keep going
+            self.fetch_label.setText(str(exc))
+            return
+        self.refresh_library()
+
+    # -- what the window tells us ---------------------------------------------------------------
+    def show_target(self, info: Any | None, note: str = "") -> None:
+        self.target_info.setText(info_html(info) if info is not None else note)
+
+    def show_draft(self, info: Any | None, compat: Any | None, note: str = "") -> None:
+        self.draft_info.setVisible(info is not None)
+        self.draft_info.setText(info_html(info) if info is not None else "")
+        self.compat.setVisible(compat is not None)
+        self.compat.setText(compat_html(compat) if compat is not None else "")
+        self.compat.setToolTip(compat_tooltip(compat) if compat is not None else "")
+        self.draft_note.setVisible(bool(note))
+        self.draft_note.setText(note)
+
+    def set_draft_enabled(self, enabled: bool, reason: str = "") -> None:
+        self.draft.setEnabled(enabled)
+        self.draft.setToolTip("" if enabled else reason)
+
+    def set_locked(self, locked: bool) -> None:
+        """No model changes while a run is going."""
+        for w in (self.target, self.add_folder_button):
+            w.setEnabled(not locked)
+        if locked:
+            self.draft.setEnabled(False)
+
+    # -- fetching -------------------------------------------------------------------------------
+    def offer_fetch(self, name: str) -> None:
+        from app.core.models import CATALOG
+
+        entry = CATALOG.get(name)
+        self._offered = name
+        size = human_size(entry.size) if entry else "?"
+        self.fetch_label.setText(f"{name} is not installed. Fetch it ({size})?")
+        self.fetch_bar.hide()
+        self.fetch_button.show()
+        self.fetch_cancel.hide()
+        self.fetch_box.show()
+
+    def fetch_started(self, name: str) -> None:
+        self.first_run.hide()
+        self.fetch_label.setText(f"Fetching {name}…")
+        self.fetch_bar.setRange(0, 0)
+        self.fetch_bar.show()
+        self.fetch_button.hide()
+        self.fetch_cancel.show()
+        self.fetch_cancel.setEnabled(True)
+        self.fetch_box.show()
+
+    def fetch_progress(self, p: Any) -> None:
+        frac = p.fraction
+        if frac is None:
+            self.fetch_bar.setRange(0, 0)
+        else:
+            self.fetch_bar.setRange(0, 1000)
+            self.fetch_bar.setValue(int(frac * 1000))
+        detail = f" — {p.message}" if p.message and p.stage != "done" else ""
+        amount = f" {human_size(p.current)} of {human_size(p.total)}" if p.total else ""
+        self.fetch_label.setText(f"{p.model}: {p.stage}{amount}{detail}"[:160])
+
+    def fetch_ended(self, message: str, ok: bool) -> None:
+        self.fetch_label.setText(message)
+        self.fetch_bar.hide()
+        self.fetch_cancel.hide()
+        self.fetch_button.setVisible(not ok)
+        self.refresh_library()
+
+
+def _under(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
