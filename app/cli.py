@@ -55,6 +55,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.cli_history import add_history_parser
     from app.cli_models import add_models_parser
     from app.cli_run import add_run_parsers
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_run_parsers(sub)
     add_models_parser(sub)
+    add_history_parser(sub)
     return parser
 
 
@@ -84,6 +86,16 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", action="store_true", help="start a run right away")
     p.add_argument("--screenshot", help="save a PNG of the window when the run ends")
     p.add_argument("--exit", action="store_true", help="quit after the run (and screenshot)")
+    p.add_argument("--view", choices=("run", "compare", "sweep", "pay", "history"),
+                   help="show this tab; with --run do its work (compare --tracks, sweep "
+                        "--sweep, measure for 'pay'; 'pay' with --tracks compares first)")
+    p.add_argument("--tracks", help="with --view compare or pay: tracks to compare, "
+                                    "e.g. lookup,draft")
+    p.add_argument("--sweep", metavar="SETTING=VALUES",
+                   help="with --view sweep: e.g. draft_max=1-8, draft_p_min=0.2,0.6, "
+                        "ngram_min=1-3, experts=4-1")
+    p.add_argument("--max-tokens", type=int, help="max tokens of the scripted runs")
+    p.add_argument("--threads", type=int, help="threads of the scripted runs")
     p.add_argument(
         "--fetch-default",
         action="store_true",

@@ -45,6 +45,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draft-gpu-layers", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-events", action="store_true", help="leave per-token events out of JSON")
+    p.add_argument("--no-save", action="store_true", help="do not keep the run in the history")
 
 
 def add_run_parsers(sub: Any) -> None:
@@ -116,9 +117,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = Session()
     try:
         sink = stream_sink() if args.stream and not args.json else None
-        result = session.run(target, draft, _prompt(args), settings, sink, _cancel_on_sigint())
+        prompt = _prompt(args)
+        result = session.run(target, draft, prompt, settings, sink, _cancel_on_sigint())
     finally:
         session.close()
+    if not args.no_save:
+        from app.core.history import record_run
+
+        record_run(result, target, draft, prompt, settings)
     if args.json:
         print(json.dumps(result.to_dict(with_events=not args.no_events), indent=1))
     else:
@@ -136,18 +142,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not tracks:
         raise RefusedError("--tracks names no track")
     session = Session()
+    prompt, settings = _prompt(args), settings_from(args, "baseline")
     try:
         result = compare(
-            session,
-            target,
-            draft,
-            _prompt(args),
-            tracks,
-            settings_from(args, "baseline"),
-            cancel=_cancel_on_sigint(),
+            session, target, draft, prompt, tracks, settings, cancel=_cancel_on_sigint()
         )
     finally:
         session.close()
+    if not args.no_save:
+        from app.core.history import record_comparison
+
+        record_comparison(result, target, draft, prompt, settings)
     if args.csv:
         write_csv(result, args.csv)
     if args.json:

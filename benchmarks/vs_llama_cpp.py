@@ -65,6 +65,8 @@ def main() -> int:
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--tools", default=str(TOOLS))
     ap.add_argument("--skip-theirs", action="store_true")
+    ap.add_argument("--adaptive-only", action="store_true",
+                    help="only baseline and the adaptive tracks (ours)")
     args = ap.parse_args()
 
     target, draft = str(resolve_model(args.target)), str(resolve_model(args.draft))
@@ -84,10 +86,10 @@ def main() -> int:
             prompt = templated(target, name)
             ours: list[tuple[str, RunSettings, str | None]] = [
                 ("ours baseline", replace(base, track="baseline"), None)]
-            for k in ks:
+            for k in [] if args.adaptive_only else ks:
                 ours += [
                     (f"ours draft K={k}", replace(base, track="draft", draft_max=k,
-                                                  adaptive=False, draft_p_min=0.0), draft),
+                                                  adaptive=False), draft),
                     (f"ours lookup K={k}", replace(base, track="lookup", draft_max=k,
                                                    adaptive=False), None),
                 ]
