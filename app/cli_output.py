@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Callable
 
@@ -111,31 +110,8 @@ def print_comparison(c: Comparison) -> None:
         )
 
 
-CSV_FIELDS = [
-    "track",
-    "tokens_per_second",
-    "speedup",
-    "same_text_as_baseline",
-    "first_difference",
-    "near_tie_at_difference",
-    "acceptance_rate",
-    "mean_accepted_length",
-    "n_generated",
-    "n_drafted",
-    "n_accepted",
-    "n_rounds",
-    "prompt_tokens",
-    "generation_seconds",
-    "prefill_seconds",
-    "draft_seconds",
-    "verify_seconds",
-    "stop_reason",
-]
-
-
 def write_csv(c: Comparison, path: str) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for run in c.runs:
-            w.writerow(run.to_dict(with_events=False))
+    """One row per run: the run CSV of app.core.export is the one definition of it."""
+    from app.core.export import write_runs_csv
+
+    write_runs_csv(c, path)

@@ -79,7 +79,7 @@ def test_real_compatibility_verdicts(tiny_dense: Path) -> None:
 
 def test_qwen_pair_is_lossless_and_accepts_drafts() -> None:
     target, draft = _model("qwen2.5-coder-1.5b"), _model("qwen2.5-coder-0.5b")
-    s = RunSettings(max_tokens=48, chat=True, threads=2, ctx=2048, draft_max=4)
+    s = RunSettings(max_tokens=48, chat=True, threads=1, ctx=2048, draft_max=4)
     session = Session()
     try:
         result = compare(session, target, draft, _prompt("code_edit"),
@@ -97,7 +97,7 @@ def test_qwen_pair_is_lossless_and_accepts_drafts() -> None:
 @pytest.mark.parametrize("adaptive", [True, False])
 def test_smollm2_lookup_is_lossless(adaptive: bool) -> None:
     target = _model("smollm2-135m")
-    s = RunSettings(max_tokens=64, chat=True, threads=2, ctx=2048, adaptive=adaptive)
+    s = RunSettings(max_tokens=64, chat=True, threads=1, ctx=2048, adaptive=adaptive)
     session = Session()
     try:
         result = compare(session, target, None, _prompt("summarize"), ["lookup"], s)

@@ -13,6 +13,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import logging
 import os
@@ -20,20 +21,18 @@ import re
 import secrets
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.core import paths
-from app.core.compare import ComparedRun, Comparison
+from app.core.compare import Comparison
 from app.core.errors import DecodeLabError, RefusedError
 from app.core.events import RunResult, RunSettings
-from app.core.records import (
+from app.core.provenance import changed_models, hardware_summary, model_identity
+from app.core.serialization import (
     ComparisonLink,
     RunRecord,
     RunSummary,
-    hardware_summary,
-    model_identity,
     read_record,
     summarize,
 )
@@ -140,7 +139,9 @@ class History:
 
     def delete(self, run_id: str) -> int:
         """Remove a run, or every member of a comparison; returns how many were removed."""
-        ids = [r.id for r in self._members(run_id)] if run_id.startswith("cmp-") else [run_id]
+        ids = (
+            [s.id for s in self.list(comparison=run_id)] if run_id.startswith("cmp-") else [run_id]
+        )
         removed = 0
         for i in ids:
             with contextlib.suppress(FileNotFoundError):
@@ -190,15 +191,15 @@ class History:
 
     def resolve(self, prefix: str) -> str:
         """The one run or comparison id starting with ``prefix``."""
-        ids = {s.id for s in self.list()} | {
-            s.comparison_id for s in self.list() if s.comparison_id
-        }
+        listed = self.list()
+        ids = {s.id for s in listed} | {s.comparison_id for s in listed if s.comparison_id}
         if prefix in ids:
             return prefix
         hits = sorted(i for i in ids if i.startswith(prefix))
-        if len(hits) != 1:
-            what = "no" if not hits else f"{len(hits)} runs or comparisons match, not one"
-            raise RunNotFound(f"{what} id {prefix!r}" if not hits else f"{prefix!r}: {what}")
+        if not hits:
+            raise RunNotFound(f"no run or comparison {prefix!r}")
+        if len(hits) > 1:
+            raise RunNotFound(f"{prefix!r} is ambiguous: {len(hits)} ids start with it")
         return hits[0]
 
     def load(self, run_id: str) -> RunRecord:
@@ -211,7 +212,7 @@ class History:
         except (OSError, ValueError) as exc:
             raise HistoryFileError(f"{p}: cannot read this record: {exc}") from exc
 
-    def _members(self, comparison_id: str) -> list[RunRecord]:
+    def _members(self, comparison_id: str) -> builtins.list[RunRecord]:
         summaries = self.list(comparison=comparison_id)
         records = [self.load(s.id) for s in summaries]
         return sorted(records, key=lambda r: r.comparison.index if r.comparison else 0)
@@ -232,7 +233,7 @@ class History:
         )
         first = records[0]
         draft = next((r.draft for r in records if r.draft is not None), None)
-        warnings = [w for r in records for w in r.changed_models()]
+        warnings = [w for r in records for w in changed_models(r)]
         return Rerun(
             first.target.path,
             draft.path if draft else None,
@@ -266,9 +267,7 @@ def make_record(
         settings=replace(settings, track=result.track),
         target=model_identity(target_path),
         draft=model_identity(draft_path) if uses_draft and draft_path is not None else None,
-        hardware=hardware_summary(
-            eff.get("threads") or settings.threads, eff.get("threads_batch")
-        ),
+        hardware=hardware_summary(eff.get("threads") or settings.threads, eff.get("threads_batch")),
         result=result,
         comparison=comparison,
     )
@@ -302,7 +301,3 @@ def record_comparison(
         link = ComparisonLink.of(cid, i, len(comparison.runs), run)
         history.save(make_record(run.result, target_path, draft_path, prompt, settings, link))
     return cid
-
-
-def compared_runs(records: Iterable[RunRecord]) -> list[ComparedRun]:
-    return [r.compared_run() for r in records]

@@ -99,10 +99,15 @@ class ScriptedSession(QObject):
         self.exit_code = 0
         self._stage = "models"
         self._started = False
+        self._steps: list[str] = []
         self.timer = QTimer(self)
         self.timer.setInterval(50)
         self.timer.timeout.connect(self._tick)
         window.run_ended.connect(self._run_ended)
+        lab = window.lab
+        for runner in (lab.compare.runner, lab.sweep.runner, lab.pay.runner):
+            runner.failed.connect(lambda *_: setattr(self, "exit_code", self.exit_code or 1))
+            runner.ended.connect(self._next_step)
 
     def start(self) -> None:
         from app.core.errors import DecodeLabError
@@ -119,6 +124,10 @@ class ScriptedSession(QObject):
                 w.set_draft(None)  # a scripted run uses exactly the models it names
             if a.prompt_file:
                 w.prompt.text.setPlainText(Path(a.prompt_file).read_text(encoding="utf-8"))
+            if getattr(a, "max_tokens", None):
+                w.tracks.settings.max_tokens.setValue(a.max_tokens)
+            if getattr(a, "threads", None):
+                w.tracks.settings.threads.setValue(a.threads)
         except (DecodeLabError, OSError) as exc:
             w.show_error("error", str(exc))
             self.exit_code = 1
@@ -140,12 +149,53 @@ class ScriptedSession(QObject):
                         else "unknown or deprecated track"
                     w.show_error("refused", f"Track {a.track!r} cannot run here: {reason}")
                     self.exit_code = 2
+            view = getattr(a, "view", None) or "run"
             if a.run and self.exit_code == 0:
                 self._stage = "running"
-                if not w.start_run():
-                    self.exit_code = self.exit_code or 2
-                    self._finish()
+                self._steps = self._plan(view)
+                self._next_step()
                 return
+            self._show_view()
+            self._finish()
+
+    def _plan(self, view: str) -> list[str]:
+        """The scripted work of a view, in order (see ``decodelab gui --help``)."""
+        tracks = getattr(self.args, "tracks", None)
+        if view == "compare" or (view == "pay" and tracks):
+            return ["compare", "pay"] if view == "pay" else ["compare"]
+        return {"sweep": ["sweep"], "pay": ["pay"]}.get(view, ["run"])
+
+    def _show_view(self) -> None:
+        names = ("run", "compare", "sweep", "pay", "history")
+        view = getattr(self.args, "view", None)
+        if view in names:
+            self.window.lab.tabs.setCurrentIndex(names.index(view))
+
+    def _next_step(self) -> None:
+        if self._stage != "running":
+            return
+        if not self._steps:
+            self._show_view()
+            self._finish()
+            return
+        step = self._steps.pop(0)
+        lab, a = self.window.lab, self.args
+        self._show_view()
+        if step == "compare":
+            lab.tabs.setCurrentIndex(1)
+            lab.compare.choose([t.strip() for t in (a.tracks or "lookup").split(",")])
+            ok = lab.compare.start()
+        elif step == "sweep":
+            setting, _, values = (a.sweep or "draft_max=1-8").partition("=")
+            lab.sweep.choose(a.track or "lookup", setting.strip(), values)
+            ok = lab.sweep.start()
+        elif step == "pay":
+            ok = lab.pay.measure()
+        else:
+            ok = self.window.start_run()
+        if not ok:
+            self.exit_code = self.exit_code or 2
+            self._steps = []
             self._finish()
 
     def _run_ended(self, result: object) -> None:
@@ -153,7 +203,7 @@ class ScriptedSession(QObject):
             return
         if result is None:
             self.exit_code = 1
-        self._finish()
+        self._next_step()
 
     def _finish(self) -> None:
         self._stage = "done"
@@ -162,6 +212,9 @@ class ScriptedSession(QObject):
         QTimer.singleShot(250, self._capture)
 
     def _capture(self) -> None:
+        if self.window.host.busy:  # a save to the history is still going
+            QTimer.singleShot(100, self._capture)
+            return
         if self.args.screenshot:
             QApplication.processEvents()
             path = Path(self.args.screenshot)
@@ -184,7 +237,8 @@ def run_gui(args: argparse.Namespace) -> int:
     window = MainWindow(log_file=str(log_file))
     window.show()
     scripted = any(getattr(args, k, None) for k in ("model", "draft", "track", "prompt_file",
-                                                      "run", "screenshot", "fetch_default"))
+                                                      "run", "screenshot", "fetch_default",
+                                                      "view"))
     session = ScriptedSession(window, args) if scripted else None
     if session is not None:
         QTimer.singleShot(0, session.start)

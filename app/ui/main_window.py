@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from app.core.tracks import BY_ID
 from app.ui import window_state
 from app.ui.banner import Banner, ssm_banner_text
+from app.ui.lab import Lab
 from app.ui.log_panel import LogPanel
 from app.ui.menus import build_menus
 from app.ui.model_panel import ModelPanel, norm
@@ -115,7 +116,9 @@ class MainWindow(QMainWindow):
         self.error_banner = Banner(closable=True)
         layout.addWidget(self.ssm_banner)
         layout.addWidget(self.error_banner)
-        layout.addWidget(self.splitter, 1)
+        # Run is the splitter above; Compare, Sweep, Will it pay? and History sit beside it.
+        self.lab = Lab(self, self.splitter)
+        layout.addWidget(self.lab.tabs, 1)
         self.setCentralWidget(central)
 
         self.log_panel = LogPanel(log_file)
@@ -158,6 +161,7 @@ class MainWindow(QMainWindow):
         self.runs.first_token.connect(lambda: self.state_label.setText("generating…"))
         self.runs.run_ended.connect(self._run_ended)
         self.runs.run_failed.connect(self._run_failed)
+        self.lab.wire()
 
     # -- models -----------------------------------------------------------------------------------
     def set_target(self, path: str | None) -> None:
@@ -257,6 +261,7 @@ class MainWindow(QMainWindow):
         running = self.runs.active
         why = target.speculation_reason if target is not None and target_ssm else ""
         self.models.set_draft_enabled(not target_ssm and not running, why)
+        self.lab.refresh()
         if self.draft_path and (draft is not None or compat is not None):
             self.models.show_draft(draft, compat)
         elif not self.draft_path:
@@ -265,7 +270,7 @@ class MainWindow(QMainWindow):
 
     def _update_run_enabled(self) -> None:
         ok = (self.target_info is not None and self.tracks.is_available(self.tracks.selected())
-              and bool(self.prompt.prompt().strip()))
+              and bool(self.prompt.prompt().strip()) and not self.lab.busy)
         self.prompt.set_running(self.runs.active, ok)
         self.run_action.setEnabled(ok and not self.runs.active)
         self.stop_action.setEnabled(self.runs.active)
@@ -275,7 +280,7 @@ class MainWindow(QMainWindow):
         if not busy and not self.runs.active:
             self.state_label.setText("")
             self.models_settled.emit()
-        elif busy and not self.runs.active:
+        elif busy and not self.runs.active and not self.lab.busy:
             self.state_label.setText("inspecting…")
 
     # -- fetching ---------------------------------------------------------------------------------
@@ -296,7 +301,7 @@ class MainWindow(QMainWindow):
     # -- running ----------------------------------------------------------------------------------
     def start_run(self) -> bool:
         """Start the selected track on the prompt; False (and why, in the window) if not."""
-        if self.runs.active:
+        if self.runs.active or self.lab.busy:
             return False
         if self.target_path is None or self.target_info is None:
             self.show_error("refused", "Choose a target model first (it must be readable).")
@@ -365,6 +370,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.runs.stop()
         self.runs.timer.stop()
+        self.lab.shutdown()
         self.save_settings()
         self.log_panel.detach()
         self.fetcher.shutdown()

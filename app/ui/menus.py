@@ -37,6 +37,12 @@ def build_menus(w: MainWindow) -> tuple[QAction, QAction]:
     run_menu.addActions([run_action, stop_action])
     view_menu = w.menuBar().addMenu("&View")
     view_menu.addAction(w.log_dock.toggleViewAction())
+    view_menu.addSeparator()
+    for i in range(w.lab.tabs.count()):
+        tab = QAction(w.lab.tabs.tabText(i), w)
+        tab.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+        tab.triggered.connect(lambda _=False, i=i: w.lab.tabs.setCurrentIndex(i))
+        view_menu.addAction(tab)
     for key in ("Ctrl+Return", "Ctrl+Enter"):
         QShortcut(QKeySequence(key), w).activated.connect(w.start_run)
     QShortcut(QKeySequence("Esc"), w).activated.connect(w.stop_run)

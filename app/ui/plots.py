@@ -191,3 +191,16 @@ class SummaryPanel(QGroupBox):
         self.set("stop", {"eos": "end of text", "max_tokens": "max tokens reached",
                           "cancelled": "cancelled (partial answer kept)",
                           "context_full": "context full"}.get(s.stop_reason, s.stop_reason))
+
+
+def export_plot(widget: pg.PlotWidget, path: str, width: int = 1200) -> None:
+    """Write ``widget``'s plot to ``path``: SVG for a ``.svg`` name, else a PNG image."""
+    import pyqtgraph.exporters as exporters
+
+    item = widget.getPlotItem()
+    if path.lower().endswith(".svg"):
+        exporters.SVGExporter(item).export(path)
+        return
+    image = exporters.ImageExporter(item)
+    image.parameters()["width"] = width
+    image.export(path)

@@ -42,6 +42,8 @@ class RunController(QObject):
         self.metrics = metrics.LiveMetrics()
         self.baselines: dict[tuple[Any, ...], float] = {}
         self.last_result: RunResult | None = None
+        self.last_request: RunRequest | None = None  # of the last finished run
+        self.last_speedup: float | None = None
         self._next_id = 0
         self._key: tuple[Any, ...] = ()
         self._last_plot = 0.0
@@ -130,11 +132,35 @@ class RunController(QObject):
         else:
             note = "— run the baseline on this prompt and model to compare"
         self.summary.show_summary(summary, note)
+        self.last_request, self.last_speedup = req, (1.0 if track.id == "baseline"
+                                                     else summary.speedup)
         experts = result.effective.get("expert_used_count")
         extra = f" · {experts} experts" if experts and track.uses_moe else ""
         self.summary.track.setText(f"{track.label}{extra} · {result.n_generated} tokens")
         self.last_result = result
         self.run_ended.emit(result)
+
+    def show_saved(self, result: RunResult, speedup: float | None, title: str) -> bool:
+        """Render a finished run again (from the history): answer, plots and numbers."""
+        if self.request is not None:
+            return False
+        track = BY_ID.get(result.track)
+        self.metrics = metrics.LiveMetrics()
+        self.tokens.clear()
+        self.plots.reset(speculating=track is None or track.speculates)
+        self.tokens.append(result.events)
+        self.metrics.add(result.events)
+        self.plots.update_from(self.metrics, every_plot=True)
+        if result.stop_reason == "cancelled":
+            self.tokens.add_note("  ■ cancelled — partial answer")
+        base = result.tokens_per_second / speedup if speedup else None
+        summary = metrics.summarize(result, base)
+        note = ("1.00× (this run is the baseline)" if result.track == "baseline"
+                else f"{speedup:.2f}× vs its baseline" if speedup is not None
+                else "— no baseline was saved with this run")
+        self.summary.show_summary(summary, note)
+        self.summary.track.setText(title)
+        return True
 
     @Slot(int, str, str)
     def _failed(self, run_id: int, kind: str, message: str) -> None:

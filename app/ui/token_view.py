@@ -45,6 +45,14 @@ REJECTED_BG = "#fbeeee"
 NOTE_FG = "#7a828e"
 
 
+LEGEND_HTML = (
+    "<span>target</span> &nbsp; "
+    f"<span style='background:{COLOURS['draft']}'>&nbsp;accepted · draft model&nbsp;</span>"
+    f" &nbsp; <span style='background:{COLOURS['lookup']}'>&nbsp;accepted · prompt lookup"
+    f"&nbsp;</span> &nbsp; <span style='color:{REJECTED_FG};background:{REJECTED_BG};"
+    "text-decoration:line-through'>&nbsp;rejected&nbsp;</span>")
+
+
 @dataclass(slots=True)
 class Mark:
     kind: str  # target | accepted | rejected | note
@@ -100,12 +108,7 @@ class TokenView(QWidget):
         title = QLabel("Answer")
         title.setObjectName("SectionTitle")
         top.addWidget(title)
-        self.legend = QLabel(
-            "<span>target</span> &nbsp; "
-            f"<span style='background:{COLOURS['draft']}'>&nbsp;accepted · draft model&nbsp;</span>"
-            f" &nbsp; <span style='background:{COLOURS['lookup']}'>&nbsp;accepted · prompt lookup"
-            f"&nbsp;</span> &nbsp; <span style='color:{REJECTED_FG};background:{REJECTED_BG};"
-            "text-decoration:line-through'>&nbsp;rejected&nbsp;</span>")
+        self.legend = QLabel(LEGEND_HTML)
         self.legend.setObjectName("Hint")
         self.legend.setWordWrap(True)
         self.legend.setToolTip("Hover a token to see its id, origin, round and position")
@@ -193,6 +196,15 @@ class TokenView(QWidget):
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.answer_text())
+
+    def answer_span(self, position: int) -> tuple[int, int] | None:
+        """Document range (start, end) of the answer token at answer ``position``."""
+        for i, m in enumerate(self.marks):
+            if m.kind in ("target", "accepted") and m.position == position:
+                start = self._starts[i]
+                size = len(m.text.encode("utf-16-le")) // 2  # Qt counts UTF-16 units
+                return (start, start + size) if start >= 0 else None
+        return None
 
     def mark_at(self, doc_pos: int) -> Mark | None:
         """The mark whose text covers document position ``doc_pos``."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,18 @@ class RunRequest:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass
+class Job:
+    """Any other work for the lane (a comparison, a sweep, a measurement, saving to the
+    history): ``fn(session, cancel, progress)`` runs on the engine thread; ``progress(x)``
+    reaches the GUI thread as ``EngineHost.job_progress(job_id, x)``, its return value as
+    ``job_finished`` and an exception as ``job_failed``."""
+
+    job_id: int
+    fn: Callable[[Any, threading.Event, Callable[[object], None]], object]
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """(kind, one-line message) for an exception: kind is "refused" or "failed"."""
     if isinstance(exc, RefusedError):
@@ -84,6 +97,9 @@ class EngineWorker(QObject):
     run_started = Signal(int)
     run_finished = Signal(int, object)  # run id, RunResult
     run_failed = Signal(int, str, str)  # run id, kind, message
+    job_progress = Signal(int, object)  # job id, anything
+    job_finished = Signal(int, object)  # job id, what fn returned
+    job_failed = Signal(int, str, str)  # job id, kind, message
     job_done = Signal()
 
     def __init__(self) -> None:
@@ -160,6 +176,23 @@ class EngineWorker(QObject):
         finally:
             self.job_done.emit()
 
+    @Slot(object)
+    def call(self, job: Job) -> None:
+        try:
+            out = job.fn(self.session, job.cancel,
+                         lambda x: self.job_progress.emit(job.job_id, x))
+        except Exception as exc:
+            kind, message = describe_error(exc)
+            if kind == "failed" and not isinstance(exc, DecodeLabError | MemoryError | OSError):
+                log.exception("job %d failed", job.job_id)
+            if isinstance(exc, MemoryError):
+                self.session.close()
+            self.job_failed.emit(job.job_id, kind, message)
+        else:
+            self.job_finished.emit(job.job_id, out)
+        finally:
+            self.job_done.emit()
+
 
 class EngineHost(QObject):
     """The GUI-thread handle of the engine lane: submit jobs, receive results."""
@@ -170,11 +203,15 @@ class EngineHost(QObject):
     run_started = Signal(int)
     run_finished = Signal(int, object)
     run_failed = Signal(int, str, str)
+    job_progress = Signal(int, object)
+    job_finished = Signal(int, object)
+    job_failed = Signal(int, str, str)
     busy_changed = Signal(bool)
 
     _do_inspect = Signal(str, str)
     _do_survey = Signal(str, object)
     _do_run = Signal(object)
+    _do_call = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -182,6 +219,8 @@ class EngineHost(QObject):
         self._was_busy = False
         self._survey_queue: list[tuple[str, str]] = []
         self.current_run: RunRequest | None = None
+        self.jobs: dict[int, Job] = {}  # submitted and not yet ended
+        self._next_job = 0
         self.lane = QThread()
         self.lane.setObjectName("decodelab-engine")
         self.worker = EngineWorker()
@@ -189,12 +228,16 @@ class EngineHost(QObject):
         self._do_inspect.connect(self.worker.inspect)
         self._do_survey.connect(self.worker.survey)
         self._do_run.connect(self.worker.run)
+        self._do_call.connect(self.worker.call)
         self.worker.inspected.connect(self._relay_inspected)
         self.worker.inspect_failed.connect(self._relay_inspect_failed)
         self.worker.surveyed.connect(self._relay_surveyed)
         self.worker.run_started.connect(self._relay_run_started)
         self.worker.run_finished.connect(self._relay_run_finished)
         self.worker.run_failed.connect(self._relay_run_failed)
+        self.worker.job_progress.connect(self._relay_job_progress)
+        self.worker.job_finished.connect(self._relay_job_finished)
+        self.worker.job_failed.connect(self._relay_job_failed)
         self.worker.job_done.connect(self._job_done)
         self.lane.start()
 
@@ -239,9 +282,25 @@ class EngineHost(QObject):
         self._submit()
         self._do_run.emit(req)
 
+    def call(self, fn: Callable[[Any, threading.Event, Callable[[object], None]], object]
+             ) -> Job:
+        """Queue ``fn`` on the lane (see ``Job``); returns the job, whose ``cancel`` stops it."""
+        self._next_job += 1
+        job = Job(self._next_job, fn)
+        self.jobs[job.job_id] = job
+        self._submit()
+        self._do_call.emit(job)
+        return job
+
     def stop(self) -> None:
         if self.current_run is not None:
             self.current_run.cancel.set()
+
+    def stop_all(self) -> None:
+        """Cancel the run and every queued job (closing the window)."""
+        self.stop()
+        for job in self.jobs.values():
+            job.cancel.set()
 
     @property
     def busy(self) -> bool:
@@ -282,10 +341,24 @@ class EngineHost(QObject):
             self.current_run = None
         self.run_failed.emit(run_id, kind, message)
 
+    @Slot(int, object)
+    def _relay_job_progress(self, job_id: int, x: object) -> None:
+        self.job_progress.emit(job_id, x)
+
+    @Slot(int, object)
+    def _relay_job_finished(self, job_id: int, out: object) -> None:
+        self.jobs.pop(job_id, None)
+        self.job_finished.emit(job_id, out)
+
+    @Slot(int, str, str)
+    def _relay_job_failed(self, job_id: int, kind: str, message: str) -> None:
+        self.jobs.pop(job_id, None)
+        self.job_failed.emit(job_id, kind, message)
+
     def shutdown(self, timeout_ms: int = 20000) -> None:
         """Cancel what runs, stop the thread and free the models (call once, on close)."""
         self._survey_queue.clear()
-        self.stop()
+        self.stop_all()
         self.lane.quit()
         if not self.lane.wait(timeout_ms):
             log.error("the engine thread did not stop within %d ms", timeout_ms)

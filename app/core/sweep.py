@@ -1,0 +1,222 @@
+"""Sweeps: one track over a range of one setting, on one prompt, against one baseline.
+
+Guarantees: one ``SweepPoint`` per value, in the order given, each from a full
+``Session.run`` with only that setting changed; the baseline run comes first and is the
+reference for speed (speedup = tokens/s ratio) and for quality (agreement of the token ids
+with the baseline answer, which for an expert sweep is the model's own expert count).
+Every value is checked before the first run; a cancel stops between or inside runs and the
+partial run is dropped, not reported as a point.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from app.core.errors import RefusedError
+from app.core.events import RunResult, RunSettings
+from app.core.gguf_info import inspect_model
+from app.core.session import Session
+from app.core.tracks import get_track
+
+# The setting each sweep changes (a RunSettings field) and the track feature it needs.
+PARAMETERS = {
+    "draft_max": "speculates",
+    "draft_p_min": "uses_draft",
+    "ngram_min": "uses_lookup",
+    "experts": "uses_moe",
+}
+# An expert count is "best" only if its answer stays this close to the full-expert one.
+MAX_DIVERGENCE = 0.25
+
+Progress = Callable[[int, int, str], None]
+
+
+def prefix_agreement(reference: Sequence[int], ids: Sequence[int]) -> float:
+    """Fraction of ``reference`` reproduced before the first difference (1.0: identical)."""
+    if not reference:
+        return 1.0 if not ids else 0.0
+    n = 0
+    for a, b in zip(reference, ids, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n / len(reference)
+
+
+def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+    """Levenshtein distance between two token-id sequences."""
+    # A shared head and tail cost nothing: strip them so that near-equal answers, the
+    # common case, cost O(n) instead of O(n * m).
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    a, b = a[head:], b[head:]
+    while a and b and a[-1] == b[-1]:
+        a, b = a[:-1], b[:-1]
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        cur = [i]
+        for j, y in enumerate(b, start=1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def divergence(reference: Sequence[int], ids: Sequence[int]) -> float:
+    """Edit distance normalised to 0 (same tokens) … 1 (nothing in common)."""
+    longest = max(len(reference), len(ids))
+    return edit_distance(reference, ids) / longest if longest else 0.0
+
+
+@dataclass
+class SweepPoint:
+    value: float | int
+    result: RunResult
+    speedup: float | None
+    same_as_baseline: bool
+    agreement: float  # prefix_agreement with the baseline answer
+    divergence: float  # normalised edit distance from the baseline answer
+    best: bool = False
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.result.tokens_per_second
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.result.acceptance_rate
+
+
+@dataclass
+class Sweep:
+    parameter: str
+    track: str
+    baseline: RunResult | None = None
+    points: list[SweepPoint] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def best(self) -> SweepPoint | None:
+        return next((p for p in self.points if p.best), None)
+
+
+def default_values(
+    parameter: str, target_path: str | Path, s: RunSettings
+) -> list[float] | list[int]:
+    """The range swept when none is given (experts: the model's default count down to 1)."""
+    if parameter == "draft_max":
+        return list(range(1, 17))
+    if parameter == "draft_p_min":
+        return [0.0, 0.2, 0.4, 0.6, 0.8, 0.9]
+    if parameter == "ngram_min":
+        return list(range(1, max(s.ngram_max, 1) + 1))
+    if parameter == "experts":
+        info = inspect_model(target_path)
+        if not info.is_moe:
+            raise RefusedError(f"{info.file_name} is not a Mixture-of-Experts model")
+        return list(range(info.expert_used_count or info.expert_count, 0, -1))
+    raise RefusedError(f"cannot sweep {parameter!r}: choose one of {', '.join(PARAMETERS)}")
+
+
+def _settings(s: RunSettings, parameter: str, value: float | int) -> RunSettings:
+    if parameter == "ngram_min":
+        return replace(s, ngram_min=int(value), ngram_max=max(s.ngram_max, int(value)))
+    if parameter == "draft_max":
+        return replace(s, draft_max=int(value))
+    if parameter == "experts":
+        return replace(s, experts=int(value))
+    return replace(s, draft_p_min=float(value))
+
+
+def iter_sweep(
+    session: Session,
+    target_path: str | Path,
+    draft_path: str | Path | None,
+    prompt: str,
+    s: RunSettings,
+    parameter: str,
+    values: Sequence[float | int] | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    sweep: Sweep | None = None,
+) -> Iterator[SweepPoint]:
+    """Yield a point per value as each run ends (``best`` is not set yet: see run_sweep).
+    ``progress(done, total, label)`` is called before each run and once at the end."""
+    feature = PARAMETERS.get(parameter)
+    if feature is None:
+        raise RefusedError(f"cannot sweep {parameter!r}: choose one of {', '.join(PARAMETERS)}")
+    if not getattr(get_track(s.track), feature):
+        raise RefusedError(f"track {s.track} does not use {parameter}")
+    vals = list(values) if values is not None else default_values(parameter, target_path, s)
+    base_s = replace(s, track="baseline", experts=None)
+    for v in vals:  # refuse before spending minutes on the first runs
+        session.check(target_path, draft_path, _settings(s, parameter, v))
+    sweep = sweep if sweep is not None else Sweep(parameter, s.track)
+    cancel = cancel or threading.Event()
+    total = len(vals) + 1
+    say = progress or (lambda _d, _t, _l: None)
+    say(0, total, "baseline")
+    base = session.run(target_path, draft_path, prompt, base_s, cancel=cancel)
+    if base.stop_reason == "cancelled":
+        sweep.cancelled = True
+        return
+    sweep.baseline = base
+    for i, v in enumerate(vals, start=1):
+        if cancel.is_set():
+            sweep.cancelled = True
+            return
+        say(i, total, f"{parameter} = {v}")
+        r = session.run(target_path, draft_path, prompt, _settings(s, parameter, v), cancel=cancel)
+        if r.stop_reason == "cancelled":
+            sweep.cancelled = True
+            return
+        ref, ids = base.token_ids, r.token_ids
+        point = SweepPoint(
+            v,
+            r,
+            r.tokens_per_second / base.tokens_per_second if base.tokens_per_second > 0 else None,
+            ref == ids,
+            prefix_agreement(ref, ids),
+            divergence(ref, ids),
+        )
+        sweep.points.append(point)
+        yield point
+    say(total, total, "done")
+
+
+def mark_best(sweep: Sweep, max_divergence: float = MAX_DIVERGENCE) -> SweepPoint | None:
+    """Mark the fastest point; in an expert sweep (the only lossy one) only among points
+    whose answer stays within ``max_divergence`` of the full-expert answer. Returns it."""
+    for p in sweep.points:
+        p.best = False
+    lossy = sweep.parameter == "experts"
+    ok = [p for p in sweep.points if not lossy or p.divergence <= max_divergence]
+    best = max(ok, key=lambda p: p.tokens_per_second, default=None)
+    if best is not None:
+        best.best = True
+    return best
+
+
+def run_sweep(
+    session: Session,
+    target_path: str | Path,
+    draft_path: str | Path | None,
+    prompt: str,
+    s: RunSettings,
+    parameter: str,
+    values: Sequence[float | int] | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    max_divergence: float = MAX_DIVERGENCE,
+) -> Sweep:
+    """Run the whole sweep and mark its best point (also when cancelled part-way)."""
+    sweep = Sweep(parameter, s.track)
+    for _ in iter_sweep(
+        session, target_path, draft_path, prompt, s, parameter, values, progress, cancel, sweep
+    ):
+        pass
+    mark_best(sweep, max_divergence)
+    return sweep

@@ -1,0 +1,304 @@
+"""Compare: two or more tracks on the Run tab's models, prompt and settings, side by side.
+
+The tracks run one after another on the engine lane through ``app.core.compare.compare``
+(same settings and seed; the baseline always first, as the reference). Each column streams
+its answer with the token highlighting of the Run tab and ends with its numbers; where an
+answer parts from the baseline, the first differing token is highlighted in both answers
+with the baseline's top-2 margin there (a near tie is rounding, not a bug). Below, one
+tokens/s curve per track over time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.compare import Comparison, compare
+from app.core.tracks import BY_ID, WORKING
+from app.ui.compare_columns import DIFF_BG, TrackColumn, difference_note
+from app.ui.jobs import TRACK_COLOURS, ContextProvider, JobRunner, RunContext, empty_state, hint
+from app.ui.plots import LEGEND_BRUSH, _plot
+from app.ui.token_view import LEGEND_HTML
+from app.ui.worker import EngineHost
+
+DRAIN_MS = 50
+PLOT_INTERVAL = 0.25
+EMPTY = ("Choose the tracks to compare and press Compare. They run one after another on the "
+         "models, prompt and settings of the Run tab, with the same seed; the baseline is "
+         "always included as the reference for speed and for the answer.")
+
+
+class CompareView(QWidget):
+    comparison_ended = Signal(object, object)  # Comparison, RunContext
+    busy_changed = Signal(bool)
+    error = Signal(str)
+
+    def __init__(self, host: EngineHost, context: ContextProvider,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context_of = context
+        self.runner = JobRunner(host, self)
+        self.runner.progressed.connect(self._progress)
+        self.runner.finished.connect(self._finished)
+        self.runner.failed.connect(self._failed)
+        self.columns: dict[str, TrackColumn] = {}
+        self.curves: dict[str, Any] = {}
+        self.comparison: Comparison | None = None
+        self.context: RunContext | None = None
+        self._last_plot = 0.0
+        self._available: dict[str, str | None] = {}
+        self.timer = QTimer(self)
+        self.timer.setInterval(DRAIN_MS)
+        self.timer.timeout.connect(self.drain)
+        self._build()
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        self.context_line = hint("")
+        layout.addWidget(self.context_line)
+        box = QGroupBox("Tracks to compare")
+        grid = QGridLayout(box)
+        self.checks: dict[str, QCheckBox] = {}
+        for i, t in enumerate(WORKING):
+            check = QCheckBox(t.label)
+            check.setToolTip(t.summary)
+            self.checks[t.id] = check
+            grid.addWidget(check, i // 4, i % 4)
+        base = self.checks["baseline"]
+        base.setChecked(True)
+        base.setEnabled(False)
+        base.setToolTip("always included: the reference for speed and for the answer")
+        layout.addWidget(box)
+        row = QHBoxLayout()
+        self.start_button = QPushButton("Compare")
+        self.start_button.setObjectName("RunButton")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.hide()
+        self.status = hint("")
+        for w in (self.start_button, self.cancel_button, self.progress):
+            row.addWidget(w)
+        row.addWidget(self.status, 1)
+        layout.addLayout(row)
+        # The Run tab's legend, once for all columns, with the difference marker added.
+        self.legend = hint(LEGEND_HTML + f" &nbsp; <span style='background:{DIFF_BG};"
+                           "text-decoration:underline'>&nbsp;first difference from the "
+                           "baseline&nbsp;</span>")
+        layout.addWidget(self.legend)
+
+        self.empty = empty_state(EMPTY)
+        self.strip = QWidget()
+        self.strip_layout = QHBoxLayout(self.strip)
+        self.strip_layout.setContentsMargins(0, 0, 0, 0)
+        self.scroller = QScrollArea()
+        self.scroller.setWidget(self.strip)
+        self.scroller.setWidgetResizable(True)
+        self.plot = _plot("tokens / s over time, one curve per track", "tok/s",
+                          "seconds since prefill")
+        self.plot.addLegend(offset=(-4, -4), labelTextSize="8pt", brush=LEGEND_BRUSH)
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.addWidget(self.scroller)
+        self.split.addWidget(self.plot)
+        self.split.setSizes([560, 200])
+        layout.addWidget(self.empty, 1)
+        layout.addWidget(self.split, 1)
+        self.split.hide()
+        self.legend.hide()
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self.runner.active
+
+    def set_available(self, available: dict[str, str | None]) -> None:
+        """Enable the tracks that can run on the current models (reason as tooltip)."""
+        self._available = available
+        for tid, check in self.checks.items():
+            if tid == "baseline":
+                continue
+            reason = available.get(tid)
+            check.setEnabled(reason is None and not self.active)
+            check.setToolTip(BY_ID[tid].summary + (f"\n\nUnavailable: {reason}" if reason else ""))
+            if reason is not None:
+                check.setChecked(False)
+
+    def chosen(self) -> list[str]:
+        return [tid for tid, c in self.checks.items() if c.isChecked()]
+
+    def choose(self, tracks: list[str]) -> None:
+        for tid, c in self.checks.items():
+            if tid != "baseline":
+                c.setChecked(tid in tracks and c.isEnabled())
+
+    # -- running ----------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Start the comparison of the checked tracks; False (and why) if it cannot."""
+        if self.active:
+            return False
+        ctx = self.context_of()
+        if isinstance(ctx, str):
+            self.status.setText(ctx)
+            self.error.emit(ctx)
+            return False
+        tracks = self.chosen()
+        if len(tracks) < 2:
+            self.status.setText("Check at least one track besides the baseline.")
+            return False
+        self.context = ctx
+        self._reset(tracks)
+        columns = dict(self.columns)
+
+        def job(session: Any, cancel: Any, progress: Any) -> Comparison:
+            def sink(track: str) -> Any:
+                progress(track)
+                return columns[track].buffer.put
+
+            return compare(session, ctx.target_path, ctx.draft_path, ctx.prompt, tracks,
+                           ctx.settings, sink, cancel)
+
+        self.runner.start(job)
+        self.progress.setRange(0, len(tracks))
+        self.progress.setValue(0)
+        self.progress.show()
+        self.status.setText("loading the model…")
+        self._set_running(True)
+        self.timer.start()
+        return True
+
+    def cancel(self) -> None:
+        if self.active:
+            self.runner.cancel()
+            self.status.setText("cancelling the comparison…")
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            for tid, c in self.checks.items():
+                if tid != "baseline":
+                    c.setEnabled(False)
+        else:
+            self.set_available(self._available)
+        self.busy_changed.emit(running)
+
+    def _reset(self, tracks: list[str]) -> None:
+        for col in self.columns.values():
+            col.setParent(None)
+            col.deleteLater()
+        self.columns.clear()
+        self.plot.clear()  # the curves, and their legend entries with them
+        self.curves.clear()
+        order = ["baseline", *[t for t in tracks if t != "baseline"]]
+        for tid in order:
+            col = TrackColumn(tid)
+            self.columns[tid] = col
+            self.strip_layout.addWidget(col, 1)
+            colour = TRACK_COLOURS.get(tid, "#555555")
+            self.curves[tid] = self.plot.plot([], [], pen=pg.mkPen(colour, width=2),
+                                              name=BY_ID[tid].label, skipFiniteCheck=True)
+        self.comparison = None
+        self.empty.hide()
+        self.split.show()
+        self.legend.show()
+
+    def drain(self, every: bool = False) -> None:
+        grew = [col.drain() for col in self.columns.values()]
+        now = time.monotonic()
+        if any(grew) and (every or now - self._last_plot >= PLOT_INTERVAL):
+            self._last_plot = now
+            self._update_plot()
+        elif every:
+            self._update_plot()
+
+    def _update_plot(self) -> None:
+        for tid, col in self.columns.items():
+            t = col.metrics.throughput
+            self.curves[tid].setData(np.asarray(t.t), np.asarray(t.cumulative))
+
+    def _progress(self, track: object) -> None:
+        order = list(self.columns)
+        if track in self.columns:
+            i = order.index(str(track))
+            self.progress.setValue(i)
+            self.status.setText(f"{i + 1} / {len(order)} · running {BY_ID[str(track)].label}…")
+            for tid, col in self.columns.items():
+                if tid == track:
+                    col.state.setText("running…")
+
+    def _finished(self, comparison: Comparison) -> None:
+        self.timer.stop()
+        self.drain(every=True)
+        self.show_comparison(comparison, live=True)
+        cancelled = self.runner.cancelled or any(
+            r.result.stop_reason == "cancelled" for r in comparison.runs)
+        self.progress.setValue(self.progress.maximum())
+        done = len(comparison.runs)
+        self.status.setText(f"cancelled after {done} of {len(self.columns)} tracks"
+                            if cancelled else f"done: {done} tracks (kept in History)")
+        self.progress.hide()
+        self._set_running(False)
+        if self.context is not None and comparison.runs:
+            self.comparison_ended.emit(comparison, self.context)
+
+    def _failed(self, kind: str, message: str) -> None:
+        self.timer.stop()
+        self.drain(every=True)
+        self.progress.hide()
+        text = ("Refused: " if kind == "refused" else "The comparison failed: ") + message
+        self.status.setText(text)
+        self._set_running(False)
+        self.error.emit(text)
+
+    # -- showing ----------------------------------------------------------------------------
+    def show_comparison(self, comparison: Comparison, live: bool = False,
+                        title: str = "") -> None:
+        """Fill the columns from a finished comparison (``live``: they streamed already)."""
+        if not live:
+            self._reset([r.result.track for r in comparison.runs])
+            for run in comparison.runs:
+                col = self.columns[run.result.track]
+                col.tokens.append(run.result.events)
+                col.metrics.add(run.result.events)
+            self._update_plot()
+            self.status.setText(title)
+        self.comparison = comparison
+        runs = comparison.runs
+        base = next((r for r in runs if r.result.track == "baseline"), None)
+        for run in runs:
+            self.columns[run.result.track].show_result(run, base)
+        for tid, col in self.columns.items():
+            if all(r.result.track != tid for r in runs):
+                col.state.setText("not run (the comparison was cancelled)")
+        diffs = [r for r in runs if r is not base and r.first_difference is not None]
+        for run in diffs:
+            note = difference_note(run)
+            col = self.columns[run.result.track]
+            col.state.setText(col.state.text() + "\n" + note)
+            col.mark_difference([run.first_difference or 0], note)
+        if base is not None and diffs:
+            where = ", ".join(f"token {r.first_difference} ({BY_ID[r.result.track].name})"
+                              for r in diffs)
+            col = self.columns["baseline"]
+            col.state.setText(col.state.text() + f"\nOther answers part from this one at {where}.")
+            col.mark_difference(sorted({r.first_difference or 0 for r in diffs}),
+                                f"another track's answer differs here: {where}")

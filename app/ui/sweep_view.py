@@ -1,0 +1,356 @@
+"""Sweep: one track over a range of one setting (K, p-min, n-gram min, expert count).
+
+The sweep runs on the engine lane through ``app.core.sweep.iter_sweep`` (a baseline first,
+then one full run per value, on the Run tab's models, prompt and settings); each point is
+plotted as it arrives: tokens/s with the baseline as a dashed line, acceptance, and for an
+expert sweep the divergence of the answer from the full-expert one. When it ends the best
+value is marked (``mark_best``: fastest, and for experts only within the divergence limit).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.errors import RefusedError
+from app.core.sweep import MAX_DIVERGENCE, PARAMETERS, Sweep, SweepPoint, iter_sweep, mark_best
+from app.core.tracks import BY_ID, WORKING
+from app.ui.jobs import ContextProvider, JobRunner, empty_state, fmt_rate, fmt_speedup, hint
+from app.ui.plots import BLUE, GREEN, GREY, ORANGE, _plot
+from app.ui.worker import EngineHost
+
+NAMES = {"draft_max": "K (draft max)", "draft_p_min": "p-min", "ngram_min": "n-gram min",
+         "experts": "active experts"}
+EMPTY = ("Pick a track and the setting to vary, then press Sweep: the track runs once per "
+         "value on the Run tab's models, prompt and settings, after one baseline run, and "
+         "the best value is marked.")
+COLUMNS = ("value", "tok/s", "speedup", "acceptance", "divergence", "same answer")
+
+
+def parse_values(text: str, integer: bool) -> list[float] | list[int]:
+    """``"1-4, 8"`` → [1, 2, 3, 4, 8]; floats for p-min. Raises RefusedError if unreadable."""
+    out: list[Any] = []
+    for part in filter(None, re.split(r"[,\s;]+", text.strip())):
+        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part) if integer else None
+        try:
+            if m:
+                lo, hi = int(m[1]), int(m[2])
+                out += list(range(lo, hi + 1) if lo <= hi else range(lo, hi - 1, -1))
+            else:
+                out.append(int(part) if integer else float(part))
+        except ValueError as exc:
+            raise RefusedError(f"cannot read {part!r} as a value") from exc
+    if not out:
+        raise RefusedError("enter at least one value to sweep")
+    return out
+
+
+def default_text(parameter: str, target: Any | None, ngram_max: int) -> str:
+    if parameter == "draft_max":
+        return "1-16"
+    if parameter == "draft_p_min":
+        return "0, 0.2, 0.4, 0.6, 0.8, 0.9"
+    if parameter == "ngram_min":
+        return f"1-{max(ngram_max, 1)}"
+    n = (target.expert_used_count or target.expert_count) if target is not None else 0
+    return f"{n}-1" if n > 1 else "1"
+
+
+class SweepView(QWidget):
+    sweep_ended = Signal(object)  # Sweep
+    busy_changed = Signal(bool)
+    error = Signal(str)
+
+    def __init__(self, host: EngineHost, context: ContextProvider,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context_of = context
+        self.runner = JobRunner(host, self)
+        self.runner.progressed.connect(self._progress)
+        self.runner.finished.connect(self._finished)
+        self.runner.failed.connect(self._failed)
+        self.sweep: Sweep | None = None
+        self.points: list[SweepPoint] = []
+        self.target_info: Any | None = None
+        self.ngram_max = 4
+        self._available: dict[str, str | None] = {}
+        self._build()
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        self.context_line = hint("")
+        layout.addWidget(self.context_line)
+        row = QHBoxLayout()
+        self.track = QComboBox()
+        for t in WORKING:
+            if t.speculates or t.uses_moe:
+                self.track.addItem(t.label, t.id)
+        self.parameter = QComboBox()
+        self.values = QLineEdit()
+        self.values.setToolTip("values to try: a list (0.2, 0.5) or a range of whole numbers "
+                               "(1-16; 8-1 counts down)")
+        self.start_button = QPushButton("Sweep")
+        self.start_button.setObjectName("RunButton")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        for label, w in (("Track", self.track), ("vary", self.parameter),
+                         ("over", self.values)):
+            row.addWidget(QLabel(label))
+            row.addWidget(w, 2 if w is self.values else 0)
+        row.addWidget(self.start_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        status = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.hide()
+        self.status = hint("")
+        status.addWidget(self.progress)
+        status.addWidget(self.status, 1)
+        layout.addLayout(status)
+        self.best_label = QLabel("")
+        self.best_label.setObjectName("SectionTitle")
+        self.best_label.setWordWrap(True)
+        layout.addWidget(self.best_label)
+
+        self.tps = _plot("tokens / s", "tok/s", "value")
+        self.acc = _plot("acceptance", "accepted / drafted", "value")
+        self.acc.setYRange(0, 1.05)
+        self.div = _plot("divergence from the full-expert answer", "edit distance (0–1)",
+                         "value")
+        self.div.setYRange(0, 1.05)
+        self.tps_curve = self.tps.plot([], [], pen=pg.mkPen(BLUE, width=2), symbol="o",
+                                       symbolSize=7, symbolBrush=BLUE)
+        self.best_marker = self.tps.plot([], [], pen=None, symbol="star", symbolSize=20,
+                                         symbolBrush="#f5b700", symbolPen="#8a6d00")
+        self.base_line = pg.InfiniteLine(angle=0, pen=pg.mkPen(GREY, width=1.5,
+                                                               style=Qt.PenStyle.DashLine),
+                                         label="baseline", labelOpts={"position": 0.05})
+        self.tps.addItem(self.base_line)
+        self.acc_curve = self.acc.plot([], [], pen=pg.mkPen(GREEN, width=2), symbol="o",
+                                       symbolSize=7, symbolBrush=GREEN)
+        self.div_curve = self.div.plot([], [], pen=pg.mkPen(ORANGE, width=2), symbol="o",
+                                       symbolSize=7, symbolBrush=ORANGE)
+        self.div_limit = pg.InfiniteLine(MAX_DIVERGENCE, angle=0, label="limit for 'best'",
+                                         pen=pg.mkPen("#c62828", style=Qt.PenStyle.DotLine),
+                                         labelOpts={"position": 0.1})
+        self.div.addItem(self.div_limit)
+        plots = QWidget()
+        plots_layout = QVBoxLayout(plots)
+        plots_layout.setContentsMargins(0, 0, 0, 0)
+        for w in (self.tps, self.acc, self.div):
+            plots_layout.addWidget(w, 1)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.addWidget(plots)
+        self.split.addWidget(self.table)
+        self.split.setSizes([900, 460])
+        self.empty = empty_state(EMPTY)
+        layout.addWidget(self.empty, 1)
+        layout.addWidget(self.split, 1)
+        self.split.hide()
+
+        self.track.currentIndexChanged.connect(self._track_changed)
+        self.parameter.currentIndexChanged.connect(self._parameter_changed)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self._track_changed()
+
+    # -- choices ----------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self.runner.active
+
+    def set_available(self, available: dict[str, str | None], target: Any | None,
+                      ngram_max: int) -> None:
+        """Tracks that can run on the current models; the target ranges the expert sweep."""
+        self._available, self.ngram_max = available, ngram_max
+        changed = target is not self.target_info
+        self.target_info = target
+        model = self.track.model()
+        first_ok = None
+        for i in range(self.track.count()):
+            tid = self.track.itemData(i)
+            item = model.item(i)  # type: ignore[attr-defined]
+            ok = available.get(tid, "no model") is None
+            item.setEnabled(ok)
+            item.setToolTip("" if ok else f"unavailable: {available.get(tid, 'no model')}")
+            if ok and first_ok is None:
+                first_ok = i
+        if available.get(self.track.currentData(), "x") is not None and first_ok is not None:
+            self.track.setCurrentIndex(first_ok)
+        elif changed:
+            self._parameter_changed()
+
+    def _track_changed(self) -> None:
+        track = BY_ID[self.track.currentData()]
+        current = self.parameter.currentData()
+        self.parameter.blockSignals(True)
+        self.parameter.clear()
+        for p, feature in PARAMETERS.items():
+            if getattr(track, feature):
+                self.parameter.addItem(NAMES[p], p)
+        index = self.parameter.findData(current)
+        self.parameter.setCurrentIndex(max(index, 0))
+        self.parameter.blockSignals(False)
+        self._parameter_changed()
+
+    def _parameter_changed(self) -> None:
+        p = self.parameter.currentData()
+        if p:
+            self.values.setText(default_text(p, self.target_info, self.ngram_max))
+
+    def choose(self, track: str, parameter: str, values: str) -> None:
+        self.track.setCurrentIndex(self.track.findData(track))
+        self.parameter.setCurrentIndex(self.parameter.findData(parameter))
+        self.values.setText(values)
+
+    # -- running ----------------------------------------------------------------------------
+    def start(self) -> bool:
+        if self.active:
+            return False
+        ctx = self.context_of()
+        track, parameter = self.track.currentData(), self.parameter.currentData()
+        try:
+            if isinstance(ctx, str):
+                raise RefusedError(ctx)
+            if self._available.get(track, "x") is not None:
+                raise RefusedError(f"{BY_ID[track].label} cannot run on these models")
+            values = parse_values(self.values.text(), parameter != "draft_p_min")
+        except RefusedError as exc:
+            self.status.setText(str(exc))
+            self.error.emit(str(exc))
+            return False
+        assert not isinstance(ctx, str)
+        s = replace(ctx.settings, track=track)
+
+        def job(session: Any, cancel: Any, progress: Any) -> Sweep:
+            sweep = Sweep(parameter, track)
+            for point in iter_sweep(session, ctx.target_path, ctx.draft_path, ctx.prompt, s,
+                                    parameter, values, lambda *a: progress(a), cancel, sweep):
+                progress(point)
+            mark_best(sweep)
+            return sweep
+
+        self._reset(parameter)
+        self.runner.start(job)
+        self.progress.setRange(0, len(values) + 1)
+        self.progress.setValue(0)
+        self.progress.show()
+        self.status.setText("loading the model…")
+        self._set_running(True)
+        return True
+
+    def cancel(self) -> None:
+        if self.active:
+            self.runner.cancel()
+            self.status.setText("cancelling the sweep…")
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        for w in (self.track, self.parameter, self.values):
+            w.setEnabled(not running)
+        self.busy_changed.emit(running)
+
+    def _reset(self, parameter: str) -> None:
+        self.points, self.sweep = [], None
+        self.table.setRowCount(0)
+        self.best_label.setText("")
+        self.base_line.hide()
+        self.best_marker.setData([], [])
+        name = NAMES[parameter]
+        for plot in (self.tps, self.acc, self.div):
+            plot.setLabel("bottom", name)
+        self.div.setVisible(parameter == "experts")
+        self.acc.setVisible(parameter != "experts" or BY_ID[self.track.currentData()].speculates)
+        self._redraw()
+        self.empty.hide()
+        self.split.show()
+
+    def _progress(self, x: object) -> None:
+        if isinstance(x, SweepPoint):
+            self.points.append(x)
+            self._add_row(x)
+            self._redraw()
+        elif isinstance(x, tuple) and len(x) == 3:
+            done, total, label = x
+            self.progress.setValue(int(done))
+            if done < total:
+                self.status.setText(f"{done + 1} / {total} · running {label}…")
+
+    def _redraw(self) -> None:
+        xs = np.asarray([float(p.value) for p in self.points])
+        self.tps_curve.setData(xs, np.asarray([p.tokens_per_second for p in self.points]))
+        acc = [(float(p.value), p.acceptance_rate) for p in self.points
+               if p.acceptance_rate is not None]
+        self.acc_curve.setData(np.asarray([a for a, _ in acc]), np.asarray([b for _, b in acc]))
+        self.div_curve.setData(xs, np.asarray([p.divergence for p in self.points]))
+        if self.points and self.points[0].speedup:
+            base = self.points[0].tokens_per_second / self.points[0].speedup
+            self.base_line.setValue(base)
+            self.base_line.label.setFormat(f"baseline {base:.1f} tok/s")
+            self.base_line.show()
+
+    def _add_row(self, p: SweepPoint) -> None:
+        r = self.table.rowCount()
+        self.table.insertRow(r)
+        cells = (f"{p.value:g}", f"{p.tokens_per_second:.1f}", fmt_speedup(p.speedup),
+                 fmt_rate(p.acceptance_rate), f"{p.divergence:.2f}",
+                 "✓" if p.same_as_baseline else f"{100 * p.agreement:.0f} % prefix")
+        for c, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.table.setItem(r, c, item)
+
+    def _finished(self, sweep: Sweep) -> None:
+        self.sweep = sweep
+        self.progress.hide()
+        self._set_running(False)
+        best = sweep.best
+        name = NAMES[sweep.parameter]
+        if best is not None:
+            self.best_marker.setData([float(best.value)], [best.tokens_per_second])
+            row = self.points.index(best) if best in self.points else -1
+            if row >= 0:
+                self.table.selectRow(row)
+            self.best_label.setText(
+                f"Best: {name} = {best.value:g} — {best.tokens_per_second:.1f} tok/s, "
+                f"{fmt_speedup(best.speedup)} baseline")
+        else:
+            self.best_label.setText("No best value: no point finished"
+                                    + (" within the divergence limit." if self.points else "."))
+        what = f"cancelled after {len(sweep.points)} values" if sweep.cancelled \
+            else f"done: {len(sweep.points)} values"
+        self.status.setText(what)
+        self.sweep_ended.emit(sweep)
+
+    def _failed(self, kind: str, message: str) -> None:
+        self.progress.hide()
+        self._set_running(False)
+        text = ("Refused: " if kind == "refused" else "The sweep failed: ") + message
+        self.status.setText(text)
+        self.error.emit(text)

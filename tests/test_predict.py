@@ -1,0 +1,147 @@
+"""'Will it pay?': the formulas against hand-computed values, and a measured report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.core.events import RoundEvent
+from app.core.llama_backend import LoadedModel, LoadOptions
+from app.core.predict import (
+    MAX_K,
+    SIZES,
+    MeasuredCosts,
+    break_even_alpha,
+    expected_tokens,
+    measure,
+    observed_alpha,
+    predict,
+    round_seconds,
+    speedup,
+    will_it_pay,
+)
+
+# -- formulas -----------------------------------------------------------------------------
+
+
+def test_expected_tokens_by_hand() -> None:
+    # (1 - 0.8^5) / 0.2 = (1 - 0.32768) / 0.2
+    assert expected_tokens(0.8, 4) == pytest.approx(3.3616)
+    assert expected_tokens(0.5, 1) == pytest.approx(1.5)
+    assert expected_tokens(0.0, 7) == pytest.approx(1.0)
+    assert expected_tokens(1.0, 7) == 8.0
+
+
+def test_speedup_by_hand() -> None:
+    assert round_seconds(4, 0.1, 2.0) == pytest.approx(2.4)
+    # 3.3616 tokens per 2.4 s of work, baseline 1 token per 1 s.
+    assert speedup(0.8, 4, 0.1, 2.0, 1.0) == pytest.approx(3.3616 / 2.4)
+    # Same with a 50 ms target step: t_step only scales.
+    assert speedup(0.8, 4, 0.005, 0.1, 0.05) == pytest.approx(3.3616 / 2.4)
+
+
+def test_break_even_by_hand() -> None:
+    # K=1: 1 + a = (0.1 + 1.2) / 1  ->  a = 0.3
+    assert break_even_alpha(1, 0.1, 1.2, 1.0) == pytest.approx(0.3)
+    # K=2: 1 + a + a^2 = 1.75  ->  a = 0.5
+    assert break_even_alpha(2, 0.25, 1.25, 1.0) == pytest.approx(0.5)
+    # Cheaper than a step: pays whatever the acceptance; dearer than K+1 steps: never.
+    assert break_even_alpha(3, 0.0, 0.9, 1.0) == 0.0
+    assert break_even_alpha(2, 0.5, 2.5, 1.0) is None
+
+
+def test_observed_alpha_counts_only_tried_drafts() -> None:
+    rounds = [
+        RoundEvent(1, 4, 4, 5, "draft", 0, 0, 0),  # 4 accepted, no rejection
+        RoundEvent(2, 4, 1, 2, "draft", 0, 0, 0),  # 1 accepted, then 1 rejection
+        RoundEvent(3, 3, 0, 1, "draft", 0, 0, 0),  # 1 rejection
+        RoundEvent(4, 0, 0, 1, None, 0, 0, 0),  # a plain step: not counted
+    ]
+    assert observed_alpha(rounds) == pytest.approx(5 / 7)
+    assert observed_alpha(rounds[3:]) is None
+
+
+# -- reports from given costs -------------------------------------------------------------
+
+CHEAP = MeasuredCosts({1: 1.0, 2: 1.1, 3: 1.2, 5: 1.4, 9: 1.8, 17: 2.6}, draft_step=0.05)
+# A verify batch of n costs 1 + 0.4 (n - 1) steps, the draft 0.6 of a step.
+DEAR = MeasuredCosts({1: 1.0, 2: 1.4, 3: 1.8, 5: 2.6, 9: 4.2, 17: 7.4}, draft_step=0.6)
+
+
+def test_report_follows_the_formula_with_interpolated_batches() -> None:
+    r = predict(CHEAP, 0.8, "draft")
+    assert [p.k for p in r.predictions] == list(range(1, MAX_K + 1))
+    k3 = r.predictions[2]  # batch of 4: halfway between 3 (1.2) and 5 (1.4)
+    assert k3.verify_steps == pytest.approx(1.3)
+    assert k3.speedup == pytest.approx(expected_tokens(0.8, 3) / (3 * 0.05 + 1.3))
+    best = max(r.predictions, key=lambda p: p.speedup)
+    assert r.recommended_k == best.k > 0
+    assert f"K={best.k} pays" in r.explanation and "(given)" in r.explanation
+
+
+def test_report_says_when_a_track_never_pays() -> None:
+    r = predict(DEAR, 0.9, "draft")
+    assert r.recommended_k == 0
+    assert all(p.speedup_at_high_alpha < 1.0 for p in r.predictions)
+    assert "the draft costs 0.60 of a target step" in r.explanation.lower()
+    assert "even at 99% acceptance this track is slower than baseline" in r.explanation
+
+
+def test_report_says_from_which_acceptance_it_would_pay() -> None:
+    # Prompt lookup on the same CPU: free drafts, so long rounds can pay.
+    r = predict(DEAR, 0.2, "lookup", "observed")
+    assert r.recommended_k == 0
+    assert r.predictions[0].break_even_alpha == pytest.approx(0.4)
+    assert "would pay from 40% acceptance (K=1)" in r.explanation
+    assert predict(DEAR, 0.9, "lookup").recommended_k > 0
+
+
+# -- measured on a tiny model -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_dense: Path, tiny_draft: Path) -> Iterator[tuple[LoadedModel, LoadedModel]]:
+    opts = LoadOptions(n_ctx=512, threads=1)
+    target, draft = LoadedModel(tiny_dense, opts), LoadedModel(tiny_draft, opts)
+    yield target, draft
+    target.close()
+    draft.close()
+
+
+def test_measured_costs_are_sane_and_caches_are_restored(
+    pair: tuple[LoadedModel, LoadedModel],
+) -> None:
+    target, draft = pair
+    target.reset()
+    target.eval(target.tokenize("some context", add_bos=False), 0)
+    before = target.n_past
+    costs = measure(target, draft, repeats=2)
+    assert target.n_past == before and draft.n_past == 0
+    assert sorted(costs.batches) == sorted(SIZES)
+    assert all(s > 0 for s in costs.batches.values())
+    assert costs.draft_step is not None and costs.draft_step > 0
+    assert 0 < costs.seconds_spent < 10
+
+
+def test_measured_report(pair: tuple[LoadedModel, LoadedModel]) -> None:
+    target, draft = pair
+    r = will_it_pay(target, draft, observed=[RoundEvent(1, 4, 2, 3, "draft", 0, 0, 0)])
+    assert r.source == "draft" and r.alpha_source == "observed"
+    assert r.alpha == pytest.approx(2 / 3)
+    assert len(r.predictions) == MAX_K and 0 <= r.recommended_k <= MAX_K
+    assert all(p.speedup > 0 and p.verify_steps > 0 for p in r.predictions)
+    assert r.explanation
+    lookup = will_it_pay(target, alpha=0.5, costs=r.costs)
+    assert lookup.source == "lookup" and lookup.alpha_source == "given"
+    assert all(p.draft_steps == 0 for p in lookup.predictions)
+
+
+def test_recurrent_target_is_not_measured(tiny_mamba: Path) -> None:
+    model = LoadedModel(tiny_mamba, LoadOptions(n_ctx=256, threads=1))
+    try:
+        r = will_it_pay(model)
+    finally:
+        model.close()
+    assert r.recommended_k == 0 and r.costs is None and "recurrent" in r.explanation
