@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +122,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = session.run(target, draft, prompt, settings, sink, _cancel_on_sigint())
     finally:
         session.close()
-    if not args.no_save:
-        from app.core.history import record_run
-
-        record_run(result, target, draft, prompt, settings)
     if args.json:
         print(json.dumps(result.to_dict(with_events=not args.no_events), indent=1))
     else:
         print_result(result, streamed=sink is not None)
+    if not args.no_save:
+        from app.core.history import record_run
+
+        _save(lambda: record_run(result, target, draft, prompt, settings))
     return 0
 
 
@@ -149,10 +150,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     finally:
         session.close()
-    if not args.no_save:
-        from app.core.history import record_comparison
-
-        record_comparison(result, target, draft, prompt, settings)
     if args.csv:
         write_csv(result, args.csv)
     if args.json:
@@ -160,4 +157,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         print_comparison(result)
     sys.stdout.flush()
+    if not args.no_save:
+        from app.core.history import record_comparison
+
+        _save(lambda: record_comparison(result, target, draft, prompt, settings))
     return 0
+
+
+def _save(write: Callable[[], str]) -> None:
+    """Keep the run in the history; a full disk costs the history entry, not the result."""
+    try:
+        write()
+    except OSError as exc:
+        print(f"decodelab: warning: run not saved to history: {exc}", file=sys.stderr)

@@ -18,7 +18,9 @@ PROMPT = "red green blue red green blue red green blue red green"
 def test_three_tracks(tiny_dense: Path, tiny_draft: Path, tmp_path: Path) -> None:
     session = Session()
     try:
-        s = RunSettings(track="baseline", max_tokens=20, ctx=512, threads=1, draft_max=4)
+        s = RunSettings(
+            track="baseline", max_tokens=20, ctx=512, threads=1, draft_max=4, adaptive=False
+        )
         c = compare(session, tiny_dense, tiny_draft, PROMPT, ["lookup", "draft"], s)
     finally:
         session.close()

@@ -87,7 +87,9 @@ def test_greedy_speculation_equals_baseline(
         s = settings(track, adaptive=adaptive, draft_p_min=0.0)
         other = session.run(tiny_dense, draft, PROMPT, s)
         check_accounting(other)
-        if not adaptive or draft != tiny_draft:
+        # Adaptive drafting may rightly decline a draft model as costly as the target (its
+        # choice follows measured timings); lookup drafts cost nothing.
+        if not adaptive or track == "lookup":
             assert other.n_drafted > 0, f"{track} with {draft} drafted nothing"
         if draft == tiny_draft and not adaptive:
             assert other.n_accepted < other.n_drafted, "expected rejections"

@@ -30,9 +30,9 @@ EXPECTED = {
 
 
 def _model(name: str) -> Path:
-    from conftest import installed_model
+    from app.core.models.library import installed_path
 
-    path = installed_model(name)
+    path = installed_path(name)
     if path is None:
         pytest.skip(f"{name} not installed")
     return path
@@ -59,7 +59,7 @@ def test_inspect_real_models(name: str) -> None:
     if name == "qwen2.5-coder-0.5b":
         assert info["dominant_tensor_type"] == "Q5_0"
     assert info["speculation_allowed"] is True and info["is_moe"] is False
-    assert info["has_chat_template"] is True
+    assert info["has_chat_template"] is (name != "gemma3-270m")
 
 
 def test_real_compatibility_verdicts(tiny_dense: Path) -> None:
@@ -79,7 +79,8 @@ def test_real_compatibility_verdicts(tiny_dense: Path) -> None:
 
 def test_qwen_pair_is_lossless_and_accepts_drafts() -> None:
     target, draft = _model("qwen2.5-coder-1.5b"), _model("qwen2.5-coder-0.5b")
-    s = RunSettings(max_tokens=48, chat=True, threads=1, ctx=2048, draft_max=4)
+    # Fixed K: this is about losslessness; on 1 thread adaptive drafting may decline to draft.
+    s = RunSettings(max_tokens=48, chat=True, threads=1, ctx=2048, draft_max=4, adaptive=False)
     session = Session()
     try:
         result = compare(session, target, draft, _prompt("code_edit"),

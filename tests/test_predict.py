@@ -16,6 +16,7 @@ from app.core.predict import (
     break_even_alpha,
     expected_tokens,
     measure,
+    monotone,
     observed_alpha,
     predict,
     round_seconds,
@@ -63,6 +64,12 @@ def test_observed_alpha_counts_only_tried_drafts() -> None:
     assert observed_alpha(rounds[3:]) is None
 
 
+def test_monotone_removes_inversions_from_interference() -> None:
+    noisy = {1: 1.7, 2: 0.8, 3: 2.9, 5: 4.6, 9: 4.3, 17: 5.2}
+    assert monotone(noisy) == {1: 0.8, 2: 0.8, 3: 2.9, 5: 4.3, 9: 4.3, 17: 5.2}
+    assert monotone({1: 1.0}) == {1: 1.0}
+
+
 # -- reports from given costs -------------------------------------------------------------
 
 CHEAP = MeasuredCosts({1: 1.0, 2: 1.1, 3: 1.2, 5: 1.4, 9: 1.8, 17: 2.6}, draft_step=0.05)
@@ -95,7 +102,10 @@ def test_report_says_from_which_acceptance_it_would_pay() -> None:
     assert r.recommended_k == 0
     assert r.predictions[0].break_even_alpha == pytest.approx(0.4)
     assert "would pay from 40% acceptance (K=1)" in r.explanation
+    assert "noisy" not in r.explanation
     assert predict(DEAR, 0.9, "lookup").recommended_k > 0
+    noisy = MeasuredCosts(DEAR.batches, 0.6, noisy=True)
+    assert predict(noisy, 0.9, "lookup").explanation.endswith("Measure again.)")
 
 
 # -- measured on a tiny model -------------------------------------------------------------

@@ -13,7 +13,7 @@ caches back to where they were; ``predict`` turns costs and alpha into a ``PayRe
 
 from __future__ import annotations
 
-import statistics
+import itertools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +32,7 @@ CONTEXT_TOKENS = 48
 DRAFT_STEPS = 8
 HIGH_ALPHA = 0.99  # "even at near-perfect acceptance"
 DEFAULT_ALPHA = 0.7  # assumed when nothing was observed or given
+NOISY_SPREAD = 1.5  # slowest / fastest sample of one size beyond which timings are noisy
 _SYNTHETIC = (
     "def mean(values):\n    total = 0\n    for v in values:\n        total += v\n"
     "    return total / len(values)\n\nThe quick brown fox jumps over the lazy dog. "
@@ -86,6 +87,16 @@ def observed_alpha(events: Iterable[Event]) -> float | None:
     return accepted / total if total else None
 
 
+def monotone(batches: dict[int, float]) -> dict[int, float]:
+    """Batch costs where no size costs more than a larger one: a bigger batch does all the
+    work of a smaller one, so an inversion is interference on the smaller's timing."""
+    out = dict(batches)
+    sizes = sorted(out, reverse=True)
+    for large, small in itertools.pairwise(sizes):
+        out[small] = min(out[small], out[large])
+    return out
+
+
 # -- reports ------------------------------------------------------------------------------
 
 
@@ -96,6 +107,7 @@ class MeasuredCosts:
     batches: dict[int, float]
     draft_step: float | None = None
     seconds_spent: float = 0.0
+    noisy: bool = False  # samples disagreed: something else was using the CPU
 
     @property
     def step(self) -> float:
@@ -177,6 +189,13 @@ def predict(
 
 def explain(report: PayReport, draft_ratio: float) -> str:
     """Plain words: what drafting and verifying cost here, and whether that pays."""
+    text = _verdict(report, draft_ratio)
+    if report.costs is not None and report.costs.noisy:
+        text += " (Timings were noisy: is another program using the CPU? Measure again.)"
+    return text
+
+
+def _verdict(report: PayReport, draft_ratio: float) -> str:
     preds = report.predictions
     if not preds:
         return report.explanation
@@ -236,8 +255,9 @@ def measure(
     repeats: int = 3,
     budget_seconds: float = 4.0,
 ) -> MeasuredCosts:
-    """Time target batches of ``sizes`` (median of up to ``repeats`` passes, fewer once
-    ``budget_seconds`` is spent) and the draft's per-token step; caches are trimmed back."""
+    """Time target batches of ``sizes`` (fastest of up to ``repeats`` passes, fewer once
+    ``budget_seconds`` is spent; one pass at least) and the draft's per-token step (fastest
+    of DRAFT_STEPS). The KV caches are trimmed back to where they were."""
     t_begin = time.perf_counter()
     sizes = sorted({1, *sizes})
     ctx = _context(target, CONTEXT_TOKENS + max(sizes))
@@ -261,15 +281,18 @@ def measure(
     finally:
         target.trim(start)
     draft_step = _draft_step(draft, ctx) if draft is not None else None
-    return MeasuredCosts(
-        {n: statistics.median(v) for n, v in samples.items()},
-        draft_step,
-        time.perf_counter() - t_begin,
+    # Other work on a shared CPU only ever adds time: take the fastest sample.
+    fastest = {n: min(v) for n, v in samples.items()}
+    batches = monotone(fastest)
+    noisy = any(batches[n] < 0.9 * fastest[n] for n in sizes) or any(
+        max(v) > NOISY_SPREAD * min(v) for v in samples.values()
     )
+    return MeasuredCosts(batches, draft_step, time.perf_counter() - t_begin, noisy)
 
 
 def _draft_step(draft: LoadedModel, ctx: list[int]) -> float:
-    """Median seconds of one drafting step: one token in, its logits and confidence out."""
+    """Seconds of one drafting step (one token in, its logits and confidence out): the
+    fastest of DRAFT_STEPS, for the same reason as the target's batches."""
     start = _room(draft, CONTEXT_TOKENS + DRAFT_STEPS)
     times = []
     try:
@@ -281,7 +304,7 @@ def _draft_step(draft: LoadedModel, ctx: list[int]) -> float:
             times.append(time.perf_counter() - t0)
     finally:
         draft.trim(start)
-    return statistics.median(times)
+    return min(times)
 
 
 def will_it_pay(

@@ -115,11 +115,12 @@ class CompareView(QWidget):
         self.scroller.setWidgetResizable(True)
         self.plot = _plot("tokens / s over time, one curve per track", "tok/s",
                           "seconds since prefill")
-        self.plot.addLegend(offset=(-4, -4), labelTextSize="8pt", brush=LEGEND_BRUSH)
+        self.plot.addLegend(offset=(-4, 4), labelTextSize="8pt", brush=LEGEND_BRUSH,
+                            colCount=4)  # one row: a column legend hides behind a short plot
         self.split = QSplitter(Qt.Orientation.Vertical)
         self.split.addWidget(self.scroller)
         self.split.addWidget(self.plot)
-        self.split.setSizes([560, 200])
+        self.split.setSizes([520, 240])
         layout.addWidget(self.empty, 1)
         layout.addWidget(self.split, 1)
         self.split.hide()

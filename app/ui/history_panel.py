@@ -42,8 +42,10 @@ from app.ui.plots import export_plot
 
 log = logging.getLogger("app.ui.history")
 
-COLUMNS = ("when", "track", "target", "draft", "prompt", "tokens", "tok/s", "speedup",
-           "acceptance", "stopped")
+COLUMNS = ("when", "track", "tokens", "tok/s", "speedup", "acceptance", "stopped", "target",
+           "draft", "prompt")
+TARGET, DRAFT, PROMPT = 7, 8, 9
+WIDE = {TARGET: 240, DRAFT: 240, PROMPT: 360}  # long file names must not hide the numbers
 EMPTY = ("No saved runs yet. Every run and comparison you finish or stop is kept here; "
          "select one to reopen it, run it again, delete it or export it.")
 ROLE = Qt.ItemDataRole.UserRole
@@ -53,11 +55,28 @@ def when(unix: float) -> str:
     return datetime.fromtimestamp(unix).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _row(s: RunSummary) -> list[str]:
-    return [when(s.created_unix), BY_ID[s.track].name if s.track in BY_ID else s.track,
-            s.target, s.draft or "", s.prompt_preview, str(s.n_generated),
-            f"{s.tokens_per_second:.1f}", fmt_speedup(s.speedup), fmt_rate(s.acceptance_rate),
-            s.stop_reason]
+def _row(s: RunSummary) -> QTreeWidgetItem:
+    item = QTreeWidgetItem([
+        when(s.created_unix), BY_ID[s.track].name if s.track in BY_ID else s.track,
+        str(s.n_generated), f"{s.tokens_per_second:.1f}", fmt_speedup(s.speedup),
+        fmt_rate(s.acceptance_rate), s.stop_reason, s.target, s.draft or "", s.prompt_preview])
+    item.setData(0, ROLE, s.id)
+    for column in range(2, 6):  # the numbers
+        item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    item.setToolTip(TARGET, s.target_path)
+    item.setToolTip(DRAFT, s.draft_path or "")
+    item.setToolTip(PROMPT, s.prompt[:2000])
+    return item
+
+
+def _group(s: RunSummary) -> QTreeWidgetItem:
+    item = QTreeWidgetItem([when(s.created_unix), "comparison"] + [""] * 5
+                           + [s.target, s.draft or "", s.prompt_preview])
+    item.setData(0, ROLE, s.comparison_id)
+    font = item.font(1)
+    font.setBold(True)
+    item.setFont(1, font)
+    return item
 
 
 class HistoryPanel(QWidget):
@@ -143,32 +162,32 @@ class HistoryPanel(QWidget):
                                   self.prompt_filter.text().strip() or None)
         self.tree.clear()
         groups: dict[str, QTreeWidgetItem] = {}
+        best: dict[str, RunSummary] = {}
         for s in found:  # newest first: a comparison sits where its newest member is
             if s.comparison_id is None:
-                item = QTreeWidgetItem(_row(s))
-                item.setData(0, ROLE, s.id)
-                self.tree.addTopLevelItem(item)
+                self.tree.addTopLevelItem(_row(s))
                 continue
             group = groups.get(s.comparison_id)
             if group is None:
-                group = QTreeWidgetItem([when(s.created_unix), "comparison", s.target,
-                                         s.draft or "", s.prompt_preview])
-                group.setData(0, ROLE, s.comparison_id)
-                font = group.font(1)
-                font.setBold(True)
-                group.setFont(1, font)
-                groups[s.comparison_id] = group
+                group = groups[s.comparison_id] = _group(s)
                 self.tree.addTopLevelItem(group)
-            child = QTreeWidgetItem(_row(s))
-            child.setData(0, ROLE, s.id)
-            group.insertChild(0, child)  # members were saved in run order
-        for group in groups.values():
+            group.insertChild(0, _row(s))  # members were saved in run order
+            top = best.get(s.comparison_id)
+            if s.track != "baseline" and s.speedup is not None and (
+                    top is None or top.speedup is None or s.speedup > top.speedup):
+                best[s.comparison_id] = s
+        for cid, group in groups.items():
             n = group.childCount()
             group.setText(1, f"comparison · {n} track{'s' * (n != 1)}")
+            fastest = best.get(cid)
+            if fastest is not None:
+                group.setText(4, f"best {fmt_speedup(fastest.speedup)}")
+                group.setToolTip(4, f"fastest: {BY_ID[fastest.track].label}"
+                                 if fastest.track in BY_ID else fastest.track)
             group.setExpanded(True)
         for i in range(len(COLUMNS)):
             self.tree.resizeColumnToContents(i)
-        self.tree.setColumnWidth(4, min(self.tree.columnWidth(4), 320))
+            self.tree.setColumnWidth(i, min(self.tree.columnWidth(i), WIDE.get(i, 10_000)))
         self.empty.setVisible(not everything)
         self.tree.setVisible(bool(everything))
         self.status.setText("" if found or not everything else "Nothing matches the filter.")

@@ -116,7 +116,7 @@ class PayPanel(QWidget):
                                        symbolBrush="#c62828", name="last run, measured")
         self.plot.addItem(pg.InfiniteLine(1.0, angle=0, pen=pg.mkPen("#c62828", width=1,
                                           style=Qt.PenStyle.DotLine),
-                                          label="break-even", labelOpts={"position": 0.92}))
+                                          label="break-even", labelOpts={"position": 0.5}))
         self.plot.getAxis("bottom").setTicks([[(k, str(k)) for k in (1, 2, 4, 6, 8, 10, 12, 14,
                                                                       16)]])
         top = QWidget()
@@ -275,6 +275,11 @@ class PayPanel(QWidget):
         if not BY_ID[result.track].speculates:
             return
         self.last_run = (result, speedup)
+        source = "draft" if BY_ID[result.track].uses_draft else "lookup"
+        index = self.source.findData(source)
+        item = self.source.model().item(index)  # type: ignore[attr-defined]
+        if self.report is None and not self.active and item.isEnabled():
+            self.source.setCurrentIndex(index)  # measure what was just run
         seen = observed_alpha(result.events)
         self.use_observed.setEnabled(seen is not None)
         if seen is not None:
@@ -295,7 +300,11 @@ class PayPanel(QWidget):
                else "no measured speedup (run the baseline on this prompt, or compare)")
         head = f"Last run — {track.label}, K = {k}: {got}"
         r = self.report
-        if r is None or r.costs is None or not 1 <= k <= len(r.predictions) or seen is None:
+        if seen is None:
+            self.versus.setText(f"{head}. Nothing was drafted, so there is no acceptance to "
+                                "predict from.")
+            return
+        if r is None or r.costs is None or not 1 <= k <= len(r.predictions):
             self.versus.setText(head + (". Measure to set the prediction next to it."
                                         if r is None else "."))
             return

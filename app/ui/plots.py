@@ -199,8 +199,30 @@ def export_plot(widget: pg.PlotWidget, path: str, width: int = 1200) -> None:
 
     item = widget.getPlotItem()
     if path.lower().endswith(".svg"):
-        exporters.SVGExporter(item).export(path)
+        try:
+            exporters.SVGExporter(item).export(path)
+        except ValueError:
+            # pyqtgraph's SVG exporter cannot parse the path data newer Qt 6 writes
+            # (pyqtgraph/pyqtgraph#3485): draw the widget into Qt's own SVG generator.
+            _render_svg(widget, path)
         return
     image = exporters.ImageExporter(item)
     image.parameters()["width"] = width
     image.export(path)
+
+
+def _render_svg(widget: pg.PlotWidget, path: str) -> None:
+    from PySide6.QtCore import QRect
+    from PySide6.QtGui import QPainter
+    from PySide6.QtSvg import QSvgGenerator
+
+    generator = QSvgGenerator()
+    generator.setFileName(path)
+    generator.setSize(widget.size())
+    generator.setViewBox(QRect(0, 0, widget.width(), widget.height()))
+    generator.setTitle("DecodeLab plot")
+    painter = QPainter(generator)
+    try:
+        widget.render(painter)
+    finally:
+        painter.end()

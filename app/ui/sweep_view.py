@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -93,6 +94,7 @@ class SweepView(QWidget):
         self.target_info: Any | None = None
         self.ngram_max = 4
         self._available: dict[str, str | None] = {}
+        self._integer = True
         self._build()
 
     def _build(self) -> None:
@@ -138,13 +140,16 @@ class SweepView(QWidget):
         self.div = _plot("divergence from the full-expert answer", "edit distance (0–1)",
                          "value")
         self.div.setYRange(0, 1.05)
+        for plot in (self.acc, self.div):
+            plot.setXLink(self.tps)
         self.tps_curve = self.tps.plot([], [], pen=pg.mkPen(BLUE, width=2), symbol="o",
                                        symbolSize=7, symbolBrush=BLUE)
         self.best_marker = self.tps.plot([], [], pen=None, symbol="star", symbolSize=20,
                                          symbolBrush="#f5b700", symbolPen="#8a6d00")
         self.base_line = pg.InfiniteLine(angle=0, pen=pg.mkPen(GREY, width=1.5,
                                                                style=Qt.PenStyle.DashLine),
-                                         label="baseline", labelOpts={"position": 0.05})
+                                         label="baseline",
+                                         labelOpts={"position": 0.92, "color": "#3a4250"})
         self.tps.addItem(self.base_line)
         self.acc_curve = self.acc.plot([], [], pen=pg.mkPen(GREEN, width=2), symbol="o",
                                        symbolSize=7, symbolBrush=GREEN)
@@ -163,7 +168,8 @@ class SweepView(QWidget):
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
         self.split = QSplitter(Qt.Orientation.Horizontal)
         self.split.addWidget(plots)
         self.split.addWidget(self.table)
@@ -286,6 +292,7 @@ class SweepView(QWidget):
         for plot in (self.tps, self.acc, self.div):
             plot.setLabel("bottom", name)
         self.div.setVisible(parameter == "experts")
+        self._integer = parameter != "draft_p_min"
         self.acc.setVisible(parameter != "experts" or BY_ID[self.track.currentData()].speculates)
         self._redraw()
         self.empty.hide()
@@ -304,6 +311,12 @@ class SweepView(QWidget):
 
     def _redraw(self) -> None:
         xs = np.asarray([float(p.value) for p in self.points])
+        ticks = None  # whole values only, at most about 16 labels
+        if self._integer and self.points:
+            step = max(1, len(self.points) // 16)
+            ticks = [[(v, f"{v:g}") for v in sorted(set(xs.tolist()))[::step]]]
+        for plot in (self.tps, self.acc, self.div):
+            plot.getAxis("bottom").setTicks(ticks)
         self.tps_curve.setData(xs, np.asarray([p.tokens_per_second for p in self.points]))
         acc = [(float(p.value), p.acceptance_rate) for p in self.points
                if p.acceptance_rate is not None]

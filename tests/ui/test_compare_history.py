@@ -26,6 +26,10 @@ def own_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DECODELAB_HOME", str(tmp_path / "home"))
 
 
+def points(curve: Any) -> int:
+    return 0 if curve.xData is None else len(curve.xData)
+
+
 def setup(qtbot: Any, w: MainWindow, target: Path, max_tokens: int,
           draft: Path | None = None) -> None:
     choose(qtbot, w, target, draft=draft)
@@ -56,7 +60,7 @@ def test_comparison_shows_a_column_per_track_with_speedups(
     assert not view.empty.isHidden()  # empty state first
     comparison, cid = compare_and_wait(qtbot, window, ["lookup", "draft"])
     tracks = [r.result.track for r in comparison.runs]
-    assert tracks == ["baseline", "lookup", "draft"]
+    assert tracks == ["baseline", "draft", "lookup"]  # in the order of the registry
     assert list(view.columns) == tracks
     assert view.empty.isHidden()
     for run in comparison.runs:
@@ -64,16 +68,19 @@ def test_comparison_shows_a_column_per_track_with_speedups(
         assert "×" in col.values["speedup"].text()
         assert col.values["tps"].text() == f"{run.result.tokens_per_second:.1f}"
         assert col.tokens.answer_text() == run.result.text
-        assert len(view.curves[run.result.track].xData) > 0  # a curve per track
+        # A curve per track, with every throughput point (none before MIN_TIME: a tiny
+        # model's run can end sooner).
+        assert points(view.curves[run.result.track]) == len(col.metrics.throughput.t)
+        assert col.metrics.n_tokens == run.result.n_generated
     assert view.columns["baseline"].values["speedup"].text().startswith("1.00×")
     assert window.prompt.run_button.isEnabled()  # the lane is free again
     assert cid.startswith("cmp-") and cid in window.lab.history.ids()
 
     # Where an answer parts from the baseline: highlighted in both, with the margin.
-    base, other = comparison.runs[0], comparison.runs[1]
+    base, other = comparison.runs[0], comparison.runs[2]
     fake = replace(other, same_text_as_baseline=False, first_difference=3,
                    baseline_margin=0.02)
-    view.show_comparison(type(comparison)([base, fake, comparison.runs[2]]))
+    view.show_comparison(type(comparison)([base, comparison.runs[1], fake]))
     for tid in ("baseline", "lookup"):
         col = view.columns[tid]
         assert len(col.tokens.edit.extraSelections()) == 1
@@ -86,7 +93,7 @@ def test_comparison_shows_a_column_per_track_with_speedups(
     assert window.lab.history.reopen(cid)
     assert window.lab.tabs.currentIndex() == COMPARE
     assert list(view.columns) == tracks
-    assert view.columns["draft"].tokens.answer_text() == comparison.runs[2].result.text
+    assert view.columns["draft"].tokens.answer_text() == comparison.runs[1].result.text
 
 
 def test_cancel_stops_the_whole_comparison(
@@ -119,10 +126,10 @@ def test_k_sweep_with_three_values_gives_three_points(
     sweep = ended.args[0]
     assert [p.value for p in sweep.points] == [1, 2, 3]
     assert view.table.rowCount() == 3
-    assert len(view.tps_curve.xData) == 3
+    assert points(view.tps_curve) == 3
     assert sum(p.best for p in sweep.points) == 1
     assert view.best_label.text().startswith("Best: K (draft max) = ")
-    assert len(view.best_marker.xData) == 1
+    assert points(view.best_marker) == 1
     assert view.div.isHidden()  # divergence only for an expert sweep
 
 
@@ -133,7 +140,7 @@ def test_expert_sweep_shows_divergence(qtbot: Any, window: MainWindow, tiny_moe:
     with qtbot.waitSignal(view.sweep_ended, timeout=TIMEOUT) as ended:
         assert view.start(), view.status.text()
     assert [p.value for p in ended.args[0].points] == [2, 1]
-    assert not view.div.isHidden() and len(view.div_curve.xData) == 2
+    assert not view.div.isHidden() and points(view.div_curve) == 2
 
 
 def test_pay_panel_recommends_and_sets_prediction_next_to_a_run(
@@ -200,7 +207,8 @@ def test_run_is_saved_survives_restart_reopens_exports_and_deletes(
     assert [m.kind for m in w2.token_view.marks if m.kind != "note"] == [
         "rejected" if e.kind == "rejected" else e.origin
         for e in result.events if e.kind != "round"]
-    assert len(w2.plots.cumulative.xData) > 0
+    assert w2.runs.metrics.n_tokens == result.n_generated
+    assert points(w2.plots.cumulative) == len(w2.runs.metrics.throughput.t)
     assert w2.summary.values["tps"].text() == f"{result.tokens_per_second:.1f}"
     assert "reopened" in w2.summary.track.text()
 
