@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
 # Build DecodeLab for Linux: a PyInstaller onedir bundle, then a .deb, both in dist/.
 #
-#   bash packaging/build_linux.sh              # bundle + .deb from the developer venv (.venv)
-#   PORTABLE=1 bash packaging/build_linux.sh   # same, with a portable llama.cpp (see below)
+#   bash packaging/build_linux.sh              # bundle + .deb, portable llama.cpp (default)
+#   PORTABLE=0 bash packaging/build_linux.sh   # quick, CPU-specific: .venv's llama.cpp
 #
 # Outputs:
 #   dist/decodelab/                     the onedir bundle (run dist/decodelab/decodelab)
 #   dist/decodelab_<version>_<arch>.deb installs it under /opt/decodelab, /usr/bin/decodelab
 #
 # Which llama.cpp goes in (read this before shipping the .deb to anyone):
-#   PORTABLE=0 (default) bundles the llama-cpp-python of .venv. `pip install` compiled it
-#     with llama.cpp's default GGML_NATIVE=ON (-march=native): the package is then
-#     CPU-SPECIFIC - fine on this machine and ones like it, but it can die with "illegal
-#     instruction" on an older CPU (e.g. one without AVX-512 or AVX2).
-#   PORTABLE=1 compiles llama-cpp-python once more (7-15 minutes on 2 cores; the wheel is
-#     kept in build/pkg-wheels and reused) with
+#   PORTABLE=1 (default) compiles llama-cpp-python once more into build/pkg-venv with
 #       -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
-#     into a separate venv, build/pkg-venv: one libggml-cpu-<variant>.so per x86-64 level,
-#     and at start the best one for the CPU is loaded (packaging/rthooks/). Use it for
-#     anything you hand out; `packaging/smoke_test.sh` prints which variant was loaded.
+#     14 CPU variants (x64, sse42, sandybridge, haswell, skylakex, icelake, zen4,
+#     sapphirerapids, ...): 31 minutes here at nice 19 on 2 shared cores. The wheel is kept
+#     in build/pkg-wheels and reused, so later builds take about 3 minutes. At start the
+#     runtime hook (packaging/rthooks/) loads the best variant for the CPU;
+#     `packaging/smoke_test.sh` prints which one. This is what to hand out.
+#   PORTABLE=0 bundles the llama-cpp-python of .venv. `pip install` compiled it with
+#     llama.cpp's default GGML_NATIVE=ON (-march=native): the package is then CPU-SPECIFIC -
+#     fine on this machine and ones like it, but it can die with "illegal instruction" on
+#     an older CPU. For quick local checks only.
 #
 # Other knobs: PYTHON (for build/pkg-venv, default python3), SKIP_DEB=1 (bundle only),
 # DECODELAB_LOCK (default /tmp/decodelab-benchmark.lock: while that file exists, heavy steps
@@ -28,7 +29,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-PORTABLE="${PORTABLE:-0}"
+PORTABLE="${PORTABLE:-1}"
 SKIP_DEB="${SKIP_DEB:-0}"
 LOCK="${DECODELAB_LOCK:-/tmp/decodelab-benchmark.lock}"
 NICE="${NICE:-19}"
@@ -81,7 +82,7 @@ if [ "$PORTABLE" = 1 ]; then
   wheel=$(ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$PORTABLE_CMAKE_ARGS" ]; then
     rm -f "$WHEELS"/llama_cpp_python-*.whl
-    say "compiling a portable $LLAMA_CPP_PYTHON (7-15 minutes on 2 cores): $PORTABLE_CMAKE_ARGS"
+    say "compiling a portable $LLAMA_CPP_PYTHON (15-30 minutes on 2 cores): $PORTABLE_CMAKE_ARGS"
     t0=$(date +%s)
     # --no-binary and --no-cache-dir: never take pip's cached -march=native wheel.
     CMAKE_ARGS="$PORTABLE_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
@@ -108,7 +109,7 @@ else
   fi
   BUILD_KIND="native (GGML_NATIVE=ON, -march=native of the build machine: CPU-SPECIFIC)"
   say "NOTE: bundling .venv's llama.cpp, built with -march=native for THIS machine's CPU."
-  say "      The package may fail with 'illegal instruction' on older CPUs; PORTABLE=1 avoids it."
+  say "      The package may fail with 'illegal instruction' on older CPUs: do not hand it out."
 fi
 
 read -r NAME VERSION < <("$PY" - <<'EOF'
@@ -126,7 +127,7 @@ say "$NAME $VERSION with llama-cpp-python $LLAMA_VERSION, $BUILD_KIND"
 say "icons"
 QT_QPA_PLATFORM=offscreen "$PY" packaging/make_icons.py build/icons
 
-say "PyInstaller onedir (about a minute)"
+say "PyInstaller onedir (1-2 minutes)"
 t0=$(date +%s)
 rm -rf "dist/$NAME"
 heavy "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
@@ -238,7 +239,7 @@ Description: workbench for decoding acceleration on GGUF models
  with python3-pip, or open any GGUF file.
 EOF
 
-  say "dpkg-deb (about 30-40 s)"
+  say "dpkg-deb (xz: 1-4 minutes)"
   t0=$(date +%s)
   rm -f "$DEB"
   heavy dpkg-deb --root-owner-group --build "$STAGE" "$DEB"

@@ -49,7 +49,16 @@ def _load_cpu_backend():
     ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
     ggml.ggml_backend_load_all_from_path.restype = None
     ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
-    ggml.ggml_backend_load_all_from_path(os.fsencode(lib_dir))
+    log_callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+    ggml.ggml_log_set.argtypes = [log_callback, ctypes.c_void_p]
+    ggml.ggml_log_set.restype = None
+    quiet = log_callback(lambda level, text, user_data: None)
+    # ggml says "load_backend: loaded CPU backend from ..." on stderr: not on every command.
+    ggml.ggml_log_set(quiet, None)
+    try:
+        ggml.ggml_backend_load_all_from_path(os.fsencode(lib_dir))
+    finally:
+        ggml.ggml_log_set(log_callback(), None)  # NULL: ggml's default until the app sets its own
     _report(_variant_in_use(lib_dir) if ggml.ggml_backend_reg_count() else "none", lib_dir)
 
 
@@ -59,4 +68,8 @@ def _report(variant, lib_dir):
         print(f"decodelab: ggml CPU backend: {variant} (in {lib_dir})", file=sys.stderr)
 
 
-_load_cpu_backend()
+try:
+    _load_cpu_backend()
+except Exception as exc:  # never stop the app here: llama.cpp then says what is missing
+    os.environ["DECODELAB_GGML_CPU_BACKEND"] = "none"
+    print(f"decodelab: could not load llama.cpp's CPU backend: {exc}", file=sys.stderr)
