@@ -11,10 +11,10 @@ import pytest
 
 from app.core.adaptive import CostModel
 from app.core.compare import NEAR_TIE, baseline_margin, first_difference
-from app.core.drafters import PromptLookup
 from app.core.engine import Generation
 from app.core.errors import RefusedError
 from app.core.events import RejectionEvent, RoundEvent, RunResult, RunSettings, TokenEvent
+from app.core.lookup import PromptLookup
 from app.core.session import Session
 
 PROMPT = (

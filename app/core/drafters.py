@@ -1,4 +1,5 @@
-"""Draft sources: where proposed tokens come from (Track 1 draft model, Track 8 lookup).
+"""Draft sources: where proposed tokens come from (Track 1 draft model here, Track 8 in
+``lookup.py``).
 
 A drafter proposes up to ``limit`` tokens continuing ``history`` (prompt + answer so far)
 and is told afterwards how many the target accepted, so that adaptive drafting can learn
@@ -7,7 +8,6 @@ how far to trust it.
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,12 +20,6 @@ from app.core.events import Source
 from app.core.llama_backend import ContextFull, LoadedModel
 from app.core.sampling import Distribution, SamplerSettings, distribution, top_probability
 
-# Chance assumed for an unseen n-gram continuation before any round was verified.
-LOOKUP_PRIOR = 0.6
-# Lower bounds of the matched-context lengths that acceptance is tracked for.
-MATCH_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24)
-MAX_CONTEXT = 32
-MAX_SPOTS = 16
 CONFIDENCE_BANDS = 10
 # A draft token below this learned chance ends an adaptive draft.
 UNLIKELY = 0.35
@@ -40,98 +34,6 @@ class Proposal:
     seconds: float = 0.0
     # The drafter that made it, told the outcome after verification.
     drafter: Any = None
-
-
-class PromptLookup:
-    """Track 8: continue an earlier occurrence of the text's last n tokens.
-
-    An incremental index maps each n-gram to the positions after its recent occurrences.
-    Among those, the one whose preceding context agrees longest with the current text is
-    copied: a long agreeing context predicts a long accepted continuation, and acceptance
-    is tracked per context length so that adaptive drafting knows how far to trust it.
-    """
-
-    source: Source = "lookup"
-
-    def __init__(self, ngram_min: int, ngram_max: int, adaptive: bool, costs: CostModel):
-        self.ngram_min = max(1, ngram_min)
-        self.ngram_max = max(self.ngram_min, ngram_max)
-        self.adaptive = adaptive
-        self.costs = costs
-        self._index: dict[tuple[int, ...], list[int]] = {}
-        self._indexed = 0
-        # Per context-length bucket: [accepted drafts, verified drafts].
-        self._stats = [[0.0, 0.0] for _ in MATCH_BUCKETS]
-        self._continuation = [0.0, 0.0]
-        self._last_bucket = 0
-
-    def reset(self) -> None:
-        self._index.clear()
-        self._indexed = 0
-
-    def _extend_index(self, history: list[int]) -> None:
-        # Index continuations strictly before the end: the suffix itself is the query.
-        for end in range(max(self._indexed, 1), len(history)):
-            for n in range(self.ngram_min, min(self.ngram_max, end) + 1):
-                spots = self._index.setdefault(tuple(history[end - n : end]), [])
-                spots.append(end)
-                if len(spots) > MAX_SPOTS:
-                    del spots[0]
-        self._indexed = max(self._indexed, len(history))
-
-    @staticmethod
-    def _context_length(history: list[int], start: int, n: int) -> int:
-        """How many tokens before the matched n-gram also agree with the current text."""
-        i, j, length = start - n - 1, len(history) - n - 1, 0
-        while length < MAX_CONTEXT and i >= 0 and history[i] == history[j]:
-            i, j, length = i - 1, j - 1, length + 1
-        return length
-
-    def chance(self, bucket: int) -> float:
-        accepted, seen = self._stats[bucket]
-        # A Beta prior keeps early rounds from swinging to 0 or 1.
-        return (accepted + LOOKUP_PRIOR * 4) / (seen + 4)
-
-    def propose(self, history: list[int], limit: int, min_length: int = 1) -> Proposal:
-        t0 = time.perf_counter()
-        self._extend_index(history)
-        prop = Proposal(self.source, drafter=self)
-        for n in range(min(self.ngram_max, len(history)), self.ngram_min - 1, -1):
-            spots = self._index.get(tuple(history[-n:]))
-            if not spots:
-                continue
-            # Latest first, so that ties go to the most recent occurrence.
-            start = max(reversed(spots), key=lambda p: self._context_length(history, p, n))
-            bucket = (
-                bisect.bisect_right(MATCH_BUCKETS, n + self._context_length(history, start, n)) - 1
-            )
-            tokens = history[start : start + limit]
-            if self.adaptive:
-                # Once a copy is accepted, the next copied token usually is too: the first
-                # token's chance depends on the match, the rest on the copying regime.
-                chances = [self.chance(bucket)] + [self.continuation_chance()] * (len(tokens) - 1)
-                tokens = tokens[: best_length(chances, self.costs, 0.0, min_length)]
-            if len(tokens) >= min_length:
-                prop.tokens = tokens
-                prop.q = [None] * len(tokens)
-                self._last_bucket = bucket
-            break
-        prop.seconds = time.perf_counter() - t0
-        return prop
-
-    def continuation_chance(self) -> float:
-        accepted, seen = self._continuation
-        return min(0.99, (accepted + LOOKUP_PRIOR * 4) / (seen + 4))
-
-    def observe(self, proposal: Proposal, accepted: int) -> None:
-        # Conditional chances: the accepted drafts and the first rejection were judged;
-        # drafts after it were not.
-        judged = min(len(proposal.tokens), accepted + 1)
-        first = self._stats[self._last_bucket]
-        first[0] += 1.0 if accepted > 0 else 0.0
-        first[1] += 1.0
-        self._continuation[0] += max(0, accepted - 1)
-        self._continuation[1] += max(0, judged - 1)
 
 
 def new_bands() -> list[list[float]]:

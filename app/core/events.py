@@ -76,7 +76,7 @@ class RunSettings:
     draft_max: int = 8
     draft_min: int = 0
     draft_p_min: float = 0.75  # llama.cpp's default
-    ngram_min: int = 2
+    ngram_min: int = 1
     ngram_max: int = 4
     adaptive: bool = True
     experts: int | None = None

@@ -18,12 +18,13 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from app.core.adaptive import CostModel
 from app.core.compat import Compatibility, check_draft
-from app.core.drafters import DraftModel, PromptLookup, new_bands
+from app.core.drafters import DraftModel, new_bands
 from app.core.engine import Drafter, EventSink, Generation
 from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
 from app.core.gguf_info import ModelInfo, inspect_cached
 from app.core.llama_backend import LoadedModel, LoadOptions, validate_expert_count
+from app.core.lookup import LookupStats, PromptLookup
 from app.core.sampling import SamplerSettings
 from app.core.tracks import get_track, require_available
 
@@ -62,6 +63,7 @@ class Session:
         self.costs: dict[tuple[object, ...], CostModel] = {}
         # What adaptive drafting learned about each (target, draft) pair, kept across runs.
         self.draft_bands: dict[tuple[str, str], list[list[float]]] = {}
+        self.lookup_stats: dict[str, LookupStats] = {}
 
     # -- guards ---------------------------------------------------------------------------
     @staticmethod
@@ -141,7 +143,8 @@ class Session:
         costs = self.costs.setdefault(self._target_key or (), CostModel())
         drafters: list[Drafter] = []
         if track.uses_lookup:
-            drafters.append(PromptLookup(s.ngram_min, s.ngram_max, s.adaptive, costs))
+            stats = self.lookup_stats.setdefault(target.path, LookupStats())
+            drafters.append(PromptLookup(s.ngram_min, s.ngram_max, s.adaptive, costs, stats))
         draft_source = None
         if track.uses_draft and draft is not None:
             sampler = SamplerSettings(s.temperature, s.top_k, s.top_p, s.min_p)

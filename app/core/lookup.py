@@ -1,0 +1,179 @@
+"""Track 8, prompt lookup: drafts voted from the continuations of n-grams seen so far.
+
+Every n-gram (n from ngram-min to ngram-max) of the prompt and the answer so far counts the
+tokens that followed it. A draft is built token by token: the longest n-gram ending the
+text (drafts included) that has been seen votes for its most frequent continuation.
+
+- Fixed K reproduces llama.cpp's ``llama-lookup`` (common_ngram_cache_draft with empty
+  static and dynamic caches): a vote counts only with enough samples and a clear majority
+  (the "lax" thresholds below), and drafting stops at the first token without one.
+- Adaptive drafting takes every vote but weighs it: each token's chance of acceptance is
+  learned per (agreeing-context length, vote share, first or later token), starting from a
+  prior that rises with the length of the context the text shares with the earlier
+  occurrence, and the draft is cut where the expected tokens per second peak for the
+  measured batch costs. A long agreeing context means the answer is copying a passage;
+  a bare one-token match is a guess that still pays when a batch of two costs little more
+  than one step. Nothing is drafted when nothing matches.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+
+from app.core.adaptive import CostModel, best_length
+from app.core.drafters import Proposal
+from app.core.events import Source
+
+# llama.cpp's common/ngram-cache.cpp "lax" thresholds for n = 1, 2 (n >= 3: one sample, 50%).
+LAX_MIN_SAMPLES = {1: 2, 2: 2}
+LAX_MIN_SHARE = {1: 0.66}
+DEFAULT_MIN_SHARE = 0.5
+# Bounds of the agreeing-context lengths that acceptance is learned for.
+AGREEMENT_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24)
+MAX_CONTEXT = 32
+MAX_SPOTS = 16  # recent occurrences kept per n-gram, to measure agreeing context
+PRIOR_WEIGHT = 4.0  # pseudo-observations behind the prior of each learned chance
+MAX_CHANCE = 0.99
+
+
+def prior_chance(agreement: int, share: float) -> float:
+    """Chance assumed before anything is learned: a one-token match is a coin toss at best,
+    a long shared context is a copy in progress; a split vote discounts both."""
+    return (1.0 - 0.6 / max(1, agreement) ** 0.5) * share**1.5
+
+
+@dataclass
+class LookupStats:
+    """What adaptive lookup learned: per feature key, [accepted, judged] draft tokens.
+    A session keeps one per target so that later runs start from what earlier ones saw."""
+
+    counts: dict[tuple[int, int, bool], list[float]] = field(default_factory=dict)
+
+    def chance(self, key: tuple[int, int, bool], prior: float) -> float:
+        accepted, judged = self.counts.get(key, (0.0, 0.0))
+        return min(MAX_CHANCE, (accepted + PRIOR_WEIGHT * prior) / (judged + PRIOR_WEIGHT))
+
+    def record(self, key: tuple[int, int, bool], accepted: bool) -> None:
+        cell = self.counts.setdefault(key, [0.0, 0.0])
+        cell[0] += 1.0 if accepted else 0.0
+        cell[1] += 1.0
+
+
+@dataclass
+class Vote:
+    token: int
+    agreement: int  # tokens of context shared with an earlier occurrence followed by token
+    share: float  # the token's fraction of the votes
+
+
+def _share_band(share: float) -> int:
+    return 0 if share >= 0.999 else 1 if share >= 0.66 else 2 if share >= 0.5 else 3
+
+
+class PromptLookup:
+    """Drafts for Track 8; see the module docstring."""
+
+    source: Source = "lookup"
+
+    def __init__(
+        self,
+        ngram_min: int,
+        ngram_max: int,
+        adaptive: bool,
+        costs: CostModel,
+        stats: LookupStats | None = None,
+    ):
+        self.ngram_min = max(1, ngram_min)
+        self.ngram_max = max(self.ngram_min, ngram_max)
+        self.adaptive = adaptive
+        self.costs = costs
+        self.stats = stats if stats is not None else LookupStats()
+        self._votes: dict[tuple[int, ...], dict[int, int]] = {}
+        self._spots: dict[tuple[int, ...], list[int]] = {}
+        self._indexed = 0
+        self._keys: list[tuple[int, int, bool]] = []
+
+    def reset(self) -> None:
+        self._votes.clear()
+        self._spots.clear()
+        self._indexed = 0
+
+    def _extend_index(self, history: list[int]) -> None:
+        for end in range(max(self._indexed, 1), len(history)):
+            follower = history[end]
+            for n in range(self.ngram_min, min(self.ngram_max, end) + 1):
+                gram = tuple(history[end - n : end])
+                votes = self._votes.setdefault(gram, {})
+                votes[follower] = votes.get(follower, 0) + 1
+                spots = self._spots.setdefault(gram, [])
+                spots.append(end)
+                if len(spots) > MAX_SPOTS:
+                    del spots[0]
+        self._indexed = max(self._indexed, len(history))
+
+    @staticmethod
+    def _context_length(text: list[int], start: int, n: int) -> int:
+        """How many tokens before the matched n-gram also agree with the current text."""
+        i, j, length = start - n - 1, len(text) - n - 1, 0
+        while length < MAX_CONTEXT and i >= 0 and text[i] == text[j]:
+            i, j, length = i - 1, j - 1, length + 1
+        return length
+
+    def _vote(self, text: list[int]) -> Vote | None:
+        for n in range(min(self.ngram_max, len(text)), self.ngram_min - 1, -1):
+            gram = tuple(text[-n:])
+            votes = self._votes.get(gram)
+            if not votes:
+                continue
+            total = sum(votes.values())
+            token, count = max(votes.items(), key=lambda kv: kv[1])
+            if not self.adaptive and (
+                total < LAX_MIN_SAMPLES.get(n, 1)
+                or count < LAX_MIN_SHARE.get(n, DEFAULT_MIN_SHARE) * total
+            ):
+                continue  # llama.cpp falls back to a shorter n-gram
+            context = max(
+                (
+                    self._context_length(text, p, n)
+                    for p in self._spots.get(gram, ())
+                    if p < len(text) and text[p] == token
+                ),
+                default=0,
+            )
+            return Vote(token, n + context, count / total)
+        return None
+
+    def propose(self, history: list[int], limit: int, min_length: int = 1) -> Proposal:
+        t0 = time.perf_counter()
+        self._extend_index(history)
+        prop = Proposal(self.source, drafter=self)
+        text = list(history)
+        keys: list[tuple[int, int, bool]] = []
+        chances: list[float] = []
+        while len(prop.tokens) < limit:
+            vote = self._vote(text)
+            if vote is None:
+                break
+            band = bisect.bisect_right(AGREEMENT_BUCKETS, vote.agreement)
+            key = (band, _share_band(vote.share), bool(prop.tokens))
+            prop.tokens.append(vote.token)
+            keys.append(key)
+            chances.append(self.stats.chance(key, prior_chance(vote.agreement, vote.share)))
+            text.append(vote.token)
+        keep = len(prop.tokens)
+        if self.adaptive and keep:
+            keep = best_length(chances, self.costs, 0.0, min_length)
+        if keep < min_length:
+            keep = 0
+        prop.tokens = prop.tokens[:keep]
+        prop.q = [None] * keep
+        self._keys = keys[:keep]
+        prop.seconds = time.perf_counter() - t0
+        return prop
+
+    def observe(self, proposal: Proposal, accepted: int) -> None:
+        # The accepted drafts and the first rejected one were judged; later ones were not.
+        for i, key in enumerate(self._keys[: accepted + 1]):
+            self.stats.record(key, i < accepted)
