@@ -46,8 +46,7 @@ def prior_chance(agreement: int, share: float) -> float:
 
 @dataclass
 class LookupStats:
-    """What adaptive lookup learned: per feature key, [accepted, judged] draft tokens.
-    A session keeps one per target so that later runs start from what earlier ones saw."""
+    """What adaptive lookup learned in a run: per feature key, [accepted, judged] tokens."""
 
     counts: dict[tuple[int, int, bool], list[float]] = field(default_factory=dict)
 
