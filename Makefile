@@ -1,5 +1,7 @@
 # Two commands: `make run` starts the workbench, `make test` runs every test.
 # Both create/refresh the virtual environment in .venv first.
+# `make package` builds the Linux bundle and .deb into dist/ and smoke-tests them
+# (packaging/README.md); `make package-native` is the quick CPU-specific variant.
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,8 +9,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEFAULT_MODEL := smollm2-135m
 TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b gemma3-270m qwen2.5-coder-1.5b-f16
+# Packaging runs its heavy steps at this priority (and waits while a benchmark holds
+# /tmp/decodelab-benchmark.lock). The compiled portable llama-cpp-python wheel is cached
+# outside the checkout, so `make clean` and a fresh clone keep it:
+# ${XDG_CACHE_HOME:-~/.cache}/decodelab/pkg-wheels (DECODELAB_PKG_WHEELS moves it).
+NICE ?= 19
 
-.PHONY: setup run test lint models package clean
+.PHONY: setup run test lint models package package-native clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "DecodeLab needs Python >= 3.11"' \
@@ -34,15 +41,24 @@ models: setup
 
 lint: setup
 	@echo "==> ruff and mypy"
-	$(PY) -m ruff check app tests benchmarks
+	$(PY) -m ruff check app tests benchmarks packaging packaging/decodelab.spec
 	$(PY) -m mypy
 
 test: lint models
 	@echo "==> tests (core, engine, GUI offscreen, integration on the real models)"
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
+# PORTABLE=1 (default): llama.cpp for any x86-64 CPU, compiled once (about 30 minutes),
+# then reused from the wheel cache; the bundle and .deb are then smoke-tested.
 package: setup
-	bash packaging/build_linux.sh
+	NICE=$(NICE) bash packaging/build_linux.sh
+	nice -n $(NICE) bash packaging/smoke_test.sh
 
+# Quick build with .venv's llama.cpp (-march=native): for this machine only, never hand out.
+package-native: setup
+	PORTABLE=0 NICE=$(NICE) bash packaging/build_linux.sh
+	nice -n $(NICE) bash packaging/smoke_test.sh
+
+# Keeps the downloaded models and the portable wheel cache (both outside the checkout).
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

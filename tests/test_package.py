@@ -80,6 +80,14 @@ def test_bundle_carries_llama_cpp_and_resources() -> None:
 
 
 @needs_bundle
+def test_bundle_says_how_it_was_built() -> None:
+    # next to the executable, where Help > About (app/core/about.py) reads it
+    info = (FROZEN.parent / "BUILD-INFO.txt").read_text(encoding="utf-8-sig")
+    assert f"version: {VERSION}" in info
+    assert "llama-cpp-python: " in info and "llama.cpp build: " in info
+
+
+@needs_bundle
 def test_frozen_inspect(frozen_env: dict[str, str], tiny_dense: Path) -> None:
     result = frozen(frozen_env, "inspect", str(tiny_dense), "--json")
     assert result.returncode == 0, result.stderr

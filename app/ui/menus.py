@@ -1,4 +1,5 @@
-"""The window's menus and keyboard shortcuts (Ctrl+Enter runs, Esc stops)."""
+"""The window's menus (File, Run, View, Help) and keyboard shortcuts (Ctrl+Enter runs,
+Esc stops)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import TYPE_CHECKING
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 
 from app.core.models import DEFAULT_MODEL
+from app.ui.about_dialog import show_about
 
 if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
 
 
 def build_menus(w: MainWindow) -> tuple[QAction, QAction]:
-    """File, Run and View menus; returns the Run and Stop actions."""
+    """File, Run, View and Help menus; returns the Run and Stop actions."""
     file_menu = w.menuBar().addMenu("&File")
     for text, slot in (
         ("Open target GGUF…", lambda: w.models.open_file(w.models.target)),
@@ -43,6 +45,11 @@ def build_menus(w: MainWindow) -> tuple[QAction, QAction]:
         tab.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
         tab.triggered.connect(lambda _=False, i=i: w.lab.tabs.setCurrentIndex(i))
         view_menu.addAction(tab)
+    help_menu = w.menuBar().addMenu("&Help")
+    about_action = QAction("About DecodeLab", w)
+    about_action.setMenuRole(QAction.MenuRole.AboutRole)
+    about_action.triggered.connect(lambda: show_about(w))
+    help_menu.addAction(about_action)
     for key in ("Ctrl+Return", "Ctrl+Enter"):
         QShortcut(QKeySequence(key), w).activated.connect(w.start_run)
     QShortcut(QKeySequence("Esc"), w).activated.connect(w.stop_run)

