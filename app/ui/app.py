@@ -78,6 +78,7 @@ def make_application() -> QApplication:
     app.setApplicationName("DecodeLab")
     app.setApplicationVersion(__version__)
     app.setOrganizationName("decodelab")
+    app.setDesktopFileName("decodelab")  # Wayland/X11 docks match the window to the .desktop
     icon = resource_path("icons", "decodelab.svg")
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
@@ -190,6 +191,8 @@ class ScriptedSession(QObject):
             lab.sweep.choose(a.track or "lookup", setting.strip(), values)
             ok = lab.sweep.start()
         elif step == "pay":
+            if a.track:  # --track draft measures the draft model, lookup prompt lookup
+                lab.pay.follow(a.track)
             ok = lab.pay.measure()
         else:
             ok = self.window.start_run()

@@ -21,18 +21,15 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QProgressBar,
     QPushButton,
     QScrollArea,
-    QSplitter,
-    QVBoxLayout,
     QWidget,
 )
 
 from app.core.compare import Comparison, compare
 from app.core.tracks import BY_ID, WORKING
 from app.ui.compare_columns import DIFF_BG, TrackColumn, difference_note
-from app.ui.jobs import TRACK_COLOURS, ContextProvider, JobRunner, RunContext, empty_state, hint
+from app.ui.jobs import TRACK_COLOURS, ContextProvider, JobView, RunContext, hint, splitter
 from app.ui.plots import LEGEND_BRUSH, _plot
 from app.ui.token_view import LEGEND_HTML
 from app.ui.worker import EngineHost
@@ -44,19 +41,13 @@ EMPTY = ("Choose the tracks to compare and press Compare. They run one after ano
          "always included as the reference for speed and for the answer.")
 
 
-class CompareView(QWidget):
+class CompareView(JobView):
     comparison_ended = Signal(object, object)  # Comparison, RunContext
-    busy_changed = Signal(bool)
-    error = Signal(str)
+    NOUN = "comparison"
 
     def __init__(self, host: EngineHost, context: ContextProvider,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.context_of = context
-        self.runner = JobRunner(host, self)
-        self.runner.progressed.connect(self._progress)
-        self.runner.finished.connect(self._finished)
-        self.runner.failed.connect(self._failed)
+        super().__init__(host, context, parent)
         self.columns: dict[str, TrackColumn] = {}
         self.curves: dict[str, Any] = {}
         self.comparison: Comparison | None = None
@@ -69,9 +60,7 @@ class CompareView(QWidget):
         self._build()
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
-        self.context_line = hint("")
-        layout.addWidget(self.context_line)
+        layout = self._frame()
         box = QGroupBox("Tracks to compare")
         grid = QGridLayout(box)
         self.checks: dict[str, QCheckBox] = {}
@@ -92,21 +81,15 @@ class CompareView(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
-        self.progress.hide()
-        self.status = hint("")
-        for w in (self.start_button, self.cancel_button, self.progress):
-            row.addWidget(w)
-        row.addWidget(self.status, 1)
-        layout.addLayout(row)
+        row.addWidget(self.start_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(self._status_row(row))
         # The Run tab's legend, once for all columns, with the difference marker added.
         self.legend = hint(LEGEND_HTML + f" &nbsp; <span style='background:{DIFF_BG};"
                            "text-decoration:underline'>&nbsp;first difference from the "
                            "baseline&nbsp;</span>")
         layout.addWidget(self.legend)
 
-        self.empty = empty_state(EMPTY)
         self.strip = QWidget()
         self.strip_layout = QHBoxLayout(self.strip)
         self.strip_layout.setContentsMargins(0, 0, 0, 0)
@@ -117,20 +100,11 @@ class CompareView(QWidget):
                           "seconds since prefill")
         self.plot.addLegend(offset=(-4, 4), labelTextSize="8pt", brush=LEGEND_BRUSH,
                             colCount=4)  # one row: a column legend hides behind a short plot
-        self.split = QSplitter(Qt.Orientation.Vertical)
-        self.split.addWidget(self.scroller)
-        self.split.addWidget(self.plot)
-        self.split.setSizes([520, 240])
-        layout.addWidget(self.empty, 1)
-        layout.addWidget(self.split, 1)
-        self.split.hide()
+        self.split = splitter(Qt.Orientation.Vertical, self.scroller, self.plot, [520, 240])
+        self._place_body(layout, self.split, EMPTY)
         self.legend.hide()
 
     # -- state ------------------------------------------------------------------------------
-    @property
-    def active(self) -> bool:
-        return self.runner.active
-
     def set_available(self, available: dict[str, str | None]) -> None:
         """Enable the tracks that can run on the current models (reason as tooltip)."""
         self._available = available
@@ -154,12 +128,8 @@ class CompareView(QWidget):
     # -- running ----------------------------------------------------------------------------
     def start(self) -> bool:
         """Start the comparison of the checked tracks; False (and why) if it cannot."""
-        if self.active:
-            return False
-        ctx = self.context_of()
-        if isinstance(ctx, str):
-            self.status.setText(ctx)
-            self.error.emit(ctx)
+        ctx = self._context()
+        if ctx is None:
             return False
         tracks = self.chosen()
         if len(tracks) < 2:
@@ -177,19 +147,9 @@ class CompareView(QWidget):
             return compare(session, ctx.target_path, ctx.draft_path, ctx.prompt, tracks,
                            ctx.settings, sink, cancel)
 
-        self.runner.start(job)
-        self.progress.setRange(0, len(tracks))
-        self.progress.setValue(0)
-        self.progress.show()
-        self.status.setText("loading the model…")
-        self._set_running(True)
+        self._begin(job, "loading the model…", len(tracks))
         self.timer.start()
         return True
-
-    def cancel(self) -> None:
-        if self.active:
-            self.runner.cancel()
-            self.status.setText("cancelling the comparison…")
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -200,7 +160,7 @@ class CompareView(QWidget):
                     c.setEnabled(False)
         else:
             self.set_available(self._available)
-        self.busy_changed.emit(running)
+        super()._set_running(running)
 
     def _reset(self, tracks: list[str]) -> None:
         for col in self.columns.values():
@@ -218,8 +178,7 @@ class CompareView(QWidget):
             self.curves[tid] = self.plot.plot([], [], pen=pg.mkPen(colour, width=2),
                                               name=BY_ID[tid].label, skipFiniteCheck=True)
         self.comparison = None
-        self.empty.hide()
-        self.split.show()
+        self._show_body()
         self.legend.show()
 
     def drain(self, every: bool = False) -> None:
@@ -256,19 +215,14 @@ class CompareView(QWidget):
         done = len(comparison.runs)
         self.status.setText(f"cancelled after {done} of {len(self.columns)} tracks"
                             if cancelled else f"done: {done} tracks (kept in History)")
-        self.progress.hide()
-        self._set_running(False)
+        self._end()
         if self.context is not None and comparison.runs:
             self.comparison_ended.emit(comparison, self.context)
 
     def _failed(self, kind: str, message: str) -> None:
         self.timer.stop()
         self.drain(every=True)
-        self.progress.hide()
-        text = ("Refused: " if kind == "refused" else "The comparison failed: ") + message
-        self.status.setText(text)
-        self._set_running(False)
-        self.error.emit(text)
+        super()._failed(kind, message)
 
     # -- showing ----------------------------------------------------------------------------
     def show_comparison(self, comparison: Comparison, live: bool = False,

@@ -14,17 +14,13 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -32,7 +28,15 @@ from PySide6.QtWidgets import (
 from app.core.events import RunResult
 from app.core.predict import DEFAULT_ALPHA, PayReport, observed_alpha, predict, will_it_pay
 from app.core.tracks import BY_ID
-from app.ui.jobs import ContextProvider, JobRunner, empty_state, fmt_speedup, hint
+from app.ui.jobs import (
+    ContextProvider,
+    JobView,
+    fmt_speedup,
+    hint,
+    number_item,
+    read_only_table,
+    splitter,
+)
 from app.ui.plots import BLUE, GREY, LEGEND_BRUSH, _plot
 from app.ui.worker import EngineHost
 
@@ -44,26 +48,20 @@ COLUMNS = ("K", "tokens / round", "verify cost", "draft cost", "predicted", "at 
 SOURCES = (("lookup", "prompt lookup (Track 8)"), ("draft", "draft model (Track 1)"))
 
 
-class PayPanel(QWidget):
-    busy_changed = Signal(bool)
-    error = Signal(str)
+class PayPanel(JobView):
+    NOUN = "measurement"
+    FAILED = "Measuring failed: "
 
     def __init__(self, host: EngineHost, context: ContextProvider,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.context_of = context
-        self.runner = JobRunner(host, self)
-        self.runner.finished.connect(self._finished)
-        self.runner.failed.connect(self._failed)
+        super().__init__(host, context, parent)
         self.report: PayReport | None = None
         self.measured_for: tuple[str, str | None, str] | None = None
         self.last_run: tuple[RunResult, float | None] | None = None
         self._build()
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
-        self.context_line = hint("")
-        layout.addWidget(self.context_line)
+        layout = self._frame()
         row = QHBoxLayout()
         self.source = QComboBox()
         for key, label in SOURCES:
@@ -88,8 +86,7 @@ class PayPanel(QWidget):
         row.addStretch(1)
         row.addWidget(self.measure_button)
         layout.addLayout(row)
-        self.status = hint("")
-        layout.addWidget(self.status)
+        layout.addLayout(self._status_row())  # the progress bar stays hidden: no steps
 
         self.recommendation = QLabel("")
         self.recommendation.setObjectName("Verdict")
@@ -97,10 +94,7 @@ class PayPanel(QWidget):
         self.explanation.setObjectName("Explanation")
         self.versus = hint("")
         self.versus.setObjectName("Explanation")
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table = read_only_table(COLUMNS)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.plot = _plot("predicted speedup by K", "× baseline", "K (drafts per round)")
         self.plot.addLegend(offset=(-4, 4), labelTextSize="8pt", brush=LEGEND_BRUSH)
@@ -125,22 +119,12 @@ class PayPanel(QWidget):
         for label_widget in (self.recommendation, self.explanation, self.versus):
             top_layout.addWidget(label_widget)
         top_layout.addWidget(self.table, 1)
-        self.split = QSplitter(Qt.Orientation.Horizontal)
-        self.split.addWidget(top)
-        self.split.addWidget(self.plot)
-        self.split.setSizes([640, 620])
-        self.empty = empty_state(EMPTY)
-        layout.addWidget(self.empty, 1)
-        layout.addWidget(self.split, 1)
-        self.split.hide()
+        self.split = splitter(Qt.Orientation.Horizontal, top, self.plot, [640, 620])
+        self._place_body(layout, self.split, EMPTY)
 
         self.measure_button.clicked.connect(self.measure)
         self.alpha.valueChanged.connect(self._alpha_edited)
         self.use_observed.clicked.connect(self._use_observed)
-
-    @property
-    def active(self) -> bool:
-        return self.runner.active
 
     def set_available(self, available: dict[str, str | None]) -> None:
         """Offer the draft model only when Track 1 can run on the current pair."""
@@ -155,14 +139,23 @@ class PayPanel(QWidget):
                     self.source.setCurrentIndex(i)
                     break
 
+    def follow(self, track: str) -> bool:
+        """Draft from what ``track`` drafts with: the draft model for every track that uses
+        one, else prompt lookup. False (nothing changed) if the track does not speculate,
+        that source cannot run on these models, or a measurement is running."""
+        t = BY_ID.get(track)
+        if t is None or not t.speculates or self.active:
+            return False
+        index = self.source.findData("draft" if t.uses_draft else "lookup")
+        if not self.source.model().item(index).isEnabled():  # type: ignore[attr-defined]
+            return False
+        self.source.setCurrentIndex(index)
+        return True
+
     # -- measuring ---------------------------------------------------------------------------
     def measure(self) -> bool:
-        if self.active:
-            return False
-        ctx = self.context_of()
-        if isinstance(ctx, str):
-            self.status.setText(ctx)
-            self.error.emit(ctx)
+        ctx = self._context()
+        if ctx is None:
             return False
         source = self.source.currentData()
         if ctx.available.get(source) is False:
@@ -179,16 +172,16 @@ class PayPanel(QWidget):
             return will_it_pay(target, draft, alpha=alpha, source=source)
 
         self.measured_for = (ctx.target_path, draft_path, source)
-        self.runner.start(job)
-        self.status.setText("measuring batches of the target"
-                            + (" and the draft's step…" if draft_path else "…"))
-        self.measure_button.setEnabled(False)
-        self.busy_changed.emit(True)
+        self._begin(job, "measuring batches of the target"
+                    + (" and the draft's step…" if draft_path else "…"))
         return True
 
+    def _set_running(self, running: bool) -> None:
+        self.measure_button.setEnabled(not running)
+        super()._set_running(running)
+
     def _finished(self, report: PayReport) -> None:
-        self.measure_button.setEnabled(True)
-        self.busy_changed.emit(False)
+        self._end()
         costs = report.costs
         spent = f" in {costs.seconds_spent:.1f} s" if costs is not None else ""
         self.status.setText(f"measured{spent} with {self.source.currentText()}")
@@ -197,13 +190,6 @@ class PayPanel(QWidget):
             self._repredict()  # the acceptance as chosen now, and how it was chosen
         else:
             self._show()
-
-    def _failed(self, kind: str, message: str) -> None:
-        self.measure_button.setEnabled(True)
-        self.busy_changed.emit(False)
-        text = ("Refused: " if kind == "refused" else "Measuring failed: ") + message
-        self.status.setText(text)
-        self.error.emit(text)
 
     # -- acceptance ----------------------------------------------------------------------------
     def _alpha_edited(self) -> None:
@@ -230,8 +216,7 @@ class PayPanel(QWidget):
         r = self.report
         if r is None:
             return
-        self.empty.hide()
-        self.split.show()
+        self._show_body()
         what = "the draft model" if r.source == "draft" else "prompt lookup"
         if not r.predictions:
             self.recommendation.setText(f"Do not speculate with {what} here.")
@@ -262,8 +247,7 @@ class PayPanel(QWidget):
                      fmt_speedup(p.speedup_at_high_alpha),
                      "never" if be is None else f"{be:.0%}")
             for c, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                item = number_item(text)
                 if p.k == r.recommended_k:
                     font = item.font()
                     font.setBold(True)
@@ -275,11 +259,7 @@ class PayPanel(QWidget):
         if not BY_ID[result.track].speculates:
             return
         self.last_run = (result, speedup)
-        source = "draft" if BY_ID[result.track].uses_draft else "lookup"
-        index = self.source.findData(source)
-        item = self.source.model().item(index)  # type: ignore[attr-defined]
-        if self.report is None and not self.active and item.isEnabled():
-            self.source.setCurrentIndex(index)  # measure what was just run
+        self.follow(result.track)  # measure what was just run
         seen = observed_alpha(result.events)
         self.use_observed.setEnabled(seen is not None)
         if seen is not None:

@@ -17,17 +17,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
-    QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +30,15 @@ from PySide6.QtWidgets import (
 from app.core.errors import RefusedError
 from app.core.sweep import MAX_DIVERGENCE, PARAMETERS, Sweep, SweepPoint, iter_sweep, mark_best
 from app.core.tracks import BY_ID, WORKING
-from app.ui.jobs import ContextProvider, JobRunner, empty_state, fmt_rate, fmt_speedup, hint
+from app.ui.jobs import (
+    ContextProvider,
+    JobView,
+    fmt_rate,
+    fmt_speedup,
+    number_item,
+    read_only_table,
+    splitter,
+)
 from app.ui.plots import BLUE, GREEN, GREY, ORANGE, _plot
 from app.ui.worker import EngineHost
 
@@ -76,19 +79,13 @@ def default_text(parameter: str, target: Any | None, ngram_max: int) -> str:
     return f"{n}-1" if n > 1 else "1"
 
 
-class SweepView(QWidget):
+class SweepView(JobView):
     sweep_ended = Signal(object)  # Sweep
-    busy_changed = Signal(bool)
-    error = Signal(str)
+    NOUN = "sweep"
 
     def __init__(self, host: EngineHost, context: ContextProvider,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.context_of = context
-        self.runner = JobRunner(host, self)
-        self.runner.progressed.connect(self._progress)
-        self.runner.finished.connect(self._finished)
-        self.runner.failed.connect(self._failed)
+        super().__init__(host, context, parent)
         self.sweep: Sweep | None = None
         self.points: list[SweepPoint] = []
         self.target_info: Any | None = None
@@ -98,9 +95,7 @@ class SweepView(QWidget):
         self._build()
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
-        self.context_line = hint("")
-        layout.addWidget(self.context_line)
+        layout = self._frame()
         row = QHBoxLayout()
         self.track = QComboBox()
         for t in WORKING:
@@ -121,14 +116,7 @@ class SweepView(QWidget):
         row.addWidget(self.start_button)
         row.addWidget(self.cancel_button)
         layout.addLayout(row)
-        status = QHBoxLayout()
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
-        self.progress.hide()
-        self.status = hint("")
-        status.addWidget(self.progress)
-        status.addWidget(self.status, 1)
-        layout.addLayout(status)
+        layout.addLayout(self._status_row())
         self.best_label = QLabel("")
         self.best_label.setObjectName("SectionTitle")
         self.best_label.setWordWrap(True)
@@ -164,20 +152,11 @@ class SweepView(QWidget):
         plots_layout.setContentsMargins(0, 0, 0, 0)
         for w in (self.tps, self.acc, self.div):
             plots_layout.addWidget(w, 1)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table = read_only_table(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents)
-        self.split = QSplitter(Qt.Orientation.Horizontal)
-        self.split.addWidget(plots)
-        self.split.addWidget(self.table)
-        self.split.setSizes([900, 460])
-        self.empty = empty_state(EMPTY)
-        layout.addWidget(self.empty, 1)
-        layout.addWidget(self.split, 1)
-        self.split.hide()
+        self.split = splitter(Qt.Orientation.Horizontal, plots, self.table, [900, 460])
+        self._place_body(layout, self.split, EMPTY)
 
         self.track.currentIndexChanged.connect(self._track_changed)
         self.parameter.currentIndexChanged.connect(self._parameter_changed)
@@ -186,10 +165,6 @@ class SweepView(QWidget):
         self._track_changed()
 
     # -- choices ----------------------------------------------------------------------------
-    @property
-    def active(self) -> bool:
-        return self.runner.active
-
     def set_available(self, available: dict[str, str | None], target: Any | None,
                       ngram_max: int) -> None:
         """Tracks that can run on the current models; the target ranges the expert sweep."""
@@ -236,21 +211,17 @@ class SweepView(QWidget):
 
     # -- running ----------------------------------------------------------------------------
     def start(self) -> bool:
-        if self.active:
+        ctx = self._context()
+        if ctx is None:
             return False
-        ctx = self.context_of()
         track, parameter = self.track.currentData(), self.parameter.currentData()
         try:
-            if isinstance(ctx, str):
-                raise RefusedError(ctx)
             if self._available.get(track, "x") is not None:
                 raise RefusedError(f"{BY_ID[track].label} cannot run on these models")
             values = parse_values(self.values.text(), parameter != "draft_p_min")
         except RefusedError as exc:
-            self.status.setText(str(exc))
-            self.error.emit(str(exc))
+            self._refuse(str(exc))
             return False
-        assert not isinstance(ctx, str)
         s = replace(ctx.settings, track=track)
 
         def job(session: Any, cancel: Any, progress: Any) -> Sweep:
@@ -262,25 +233,15 @@ class SweepView(QWidget):
             return sweep
 
         self._reset(parameter)
-        self.runner.start(job)
-        self.progress.setRange(0, len(values) + 1)
-        self.progress.setValue(0)
-        self.progress.show()
-        self.status.setText("loading the model…")
-        self._set_running(True)
+        self._begin(job, "loading the model…", len(values) + 1)
         return True
-
-    def cancel(self) -> None:
-        if self.active:
-            self.runner.cancel()
-            self.status.setText("cancelling the sweep…")
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for w in (self.track, self.parameter, self.values):
             w.setEnabled(not running)
-        self.busy_changed.emit(running)
+        super()._set_running(running)
 
     def _reset(self, parameter: str) -> None:
         self.points, self.sweep = [], None
@@ -295,8 +256,7 @@ class SweepView(QWidget):
         self._integer = parameter != "draft_p_min"
         self.acc.setVisible(parameter != "experts" or BY_ID[self.track.currentData()].speculates)
         self._redraw()
-        self.empty.hide()
-        self.split.show()
+        self._show_body()
 
     def _progress(self, x: object) -> None:
         if isinstance(x, SweepPoint):
@@ -335,14 +295,11 @@ class SweepView(QWidget):
                  fmt_rate(p.acceptance_rate), f"{p.divergence:.2f}",
                  "✓" if p.same_as_baseline else f"{100 * p.agreement:.0f} % prefix")
         for c, text in enumerate(cells):
-            item = QTableWidgetItem(text)
-            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self.table.setItem(r, c, item)
+            self.table.setItem(r, c, number_item(text))
 
     def _finished(self, sweep: Sweep) -> None:
         self.sweep = sweep
-        self.progress.hide()
-        self._set_running(False)
+        self._end()
         best = sweep.best
         name = NAMES[sweep.parameter]
         if best is not None:
@@ -360,10 +317,3 @@ class SweepView(QWidget):
             else f"done: {len(sweep.points)} values"
         self.status.setText(what)
         self.sweep_ended.emit(sweep)
-
-    def _failed(self, kind: str, message: str) -> None:
-        self.progress.hide()
-        self._set_running(False)
-        text = ("Refused: " if kind == "refused" else "The sweep failed: ") + message
-        self.status.setText(text)
-        self.error.emit(text)

@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 from ui_helpers import choose, run_and_wait, settle
 
+from app.cli import build_parser
 from app.core.models import CATALOG, FetchCancelled, FetchProgress, Library, PinnedStatus
 from app.ui import app as ui_app
 from app.ui.main_window import MainWindow
@@ -171,3 +172,55 @@ def test_scripted_session_refuses_speculation_on_mamba(tmp_path: Path, tiny_mamb
                      "--prompt-file", str(prompt), "--run", "--exit")
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_scripted_pay_view_measures_the_source_of_the_given_track(
+    qtbot: Any, window: MainWindow, tiny_dense: Path, tiny_draft: Path, tmp_path: Path
+) -> None:
+    """``--track draft --view pay --run`` measures the draft model, not prompt lookup."""
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("one two three one two three", encoding="utf-8")
+    args = build_parser().parse_args([
+        "gui", "--model", str(tiny_dense), "--draft", str(tiny_draft), "--track", "draft",
+        "--view", "pay", "--prompt-file", str(prompt), "--run", "--threads", "1"])
+    session = ui_app.ScriptedSession(window, args)
+    session.start()
+    qtbot.waitUntil(lambda: session._stage == "done", timeout=120000)
+    pay = window.lab.pay
+    assert session.exit_code == 0, pay.status.text()
+    assert pay.report is not None and pay.report.source == "draft"
+    assert pay.source.currentData() == "draft"
+    assert pay.measured_for is not None
+    assert Path(pay.measured_for[1] or "").name == tiny_draft.name
+    assert window.lab.tabs.currentWidget() is pay
+    qtbot.wait(400)  # the (empty) capture step ends the session
+
+
+def test_pay_panel_follows_a_track(
+    qtbot: Any, window: MainWindow, tiny_dense: Path, tiny_draft: Path
+) -> None:
+    """Every track with a draft model measures the draft; the other speculating ones
+    prompt lookup; a track that does not speculate changes nothing."""
+    choose(qtbot, window, tiny_dense, draft=tiny_draft)
+    pay = window.lab.pay
+    for track, source in (("draft", "draft"), ("lookup", "lookup"), ("draft+lookup", "draft"),
+                          ("moe+lookup", "lookup"), ("moe+draft+lookup", "draft")):
+        other = "lookup" if source == "draft" else "draft"
+        pay.source.setCurrentIndex(pay.source.findData(other))
+        assert pay.follow(track), track
+        assert pay.source.currentData() == source, track
+        assert not pay.follow("baseline") and not pay.follow("moe")
+        assert pay.source.currentData() == source, track
+
+
+def test_application_is_named_for_its_desktop_file(qapp: Any) -> None:
+    saved = (qapp.styleSheet(), qapp.style().name(), qapp.applicationName(),
+             qapp.organizationName(), sys.getswitchinterval())
+    try:
+        assert ui_app.make_application().desktopFileName() == "decodelab"
+    finally:
+        qapp.setStyleSheet(saved[0])
+        qapp.setStyle(saved[1])
+        qapp.setApplicationName(saved[2])
+        qapp.setOrganizationName(saved[3])
+        sys.setswitchinterval(saved[4])

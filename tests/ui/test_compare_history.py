@@ -12,7 +12,7 @@ from ui_helpers import choose, run_and_wait
 
 from app.core.export import read_json
 from app.ui.compare_view import CompareView
-from app.ui.lab import COMPARE, RUN, SWEEP
+from app.ui.lab import COMPARE, PAY, RUN, SWEEP
 from app.ui.main_window import MainWindow
 from app.ui.settings import GuiSettings
 
@@ -169,6 +169,36 @@ def test_pay_panel_recommends_and_sets_prediction_next_to_a_run(
     assert "measured" in pay.versus.text()
     if result.n_drafted:
         assert "predicted" in pay.versus.text()
+
+
+def test_pay_source_follows_the_last_run(
+    qtbot: Any, window: MainWindow, tiny_dense: Path, tiny_draft: Path
+) -> None:
+    """After a Track 1 run "Will it pay?" drafts from the draft model, also when it has
+    measured prompt lookup before; after a lookup run, from prompt lookup."""
+    setup(qtbot, window, tiny_dense, 12, draft=tiny_draft)
+    pay = window.lab.pay
+    assert pay.source.currentData() == "lookup"
+    assert window.tracks.select("draft")
+    run_and_wait(qtbot, window)
+    window.lab.tabs.setCurrentIndex(PAY)
+    assert pay.source.currentData() == "draft"
+
+    pay.source.setCurrentIndex(pay.source.findData("lookup"))
+    with qtbot.waitSignal(pay.runner.finished, timeout=TIMEOUT):
+        assert pay.measure(), pay.status.text()
+    assert pay.report is not None and pay.report.source == "lookup"
+    window.lab.tabs.setCurrentIndex(RUN)
+    assert window.tracks.select("draft+lookup")
+    result = run_and_wait(qtbot, window)
+    window.lab.tabs.setCurrentIndex(PAY)
+    assert pay.source.currentData() == "draft"
+    if result.n_drafted:  # the prediction to set beside it is of the draft model
+        assert "Measure with the draft model" in pay.versus.text()
+    assert window.tracks.select("lookup")
+    run_and_wait(qtbot, window)
+    assert pay.source.currentData() == "lookup"
+    qtbot.waitUntil(lambda: not window.host.busy, timeout=30000)  # saved, lane idle
 
 
 def test_run_is_saved_survives_restart_reopens_exports_and_deletes(
