@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from app.core.adaptive import CostModel, best_length, expected_tokens, worth_extending
@@ -46,3 +49,26 @@ def test_worth_extending_stops_when_marginal_gain_falls() -> None:
         c.observe(n, 0.1 * (1 + 0.2 * (n - 1)))
     assert worth_extending([0.9, 0.9], 0.9, c, 0.0)
     assert not worth_extending([0.3, 0.3], 0.3, c, 0.0)
+
+
+def test_draft_model_skips_drafting_that_cannot_pay(tiny_draft: Path) -> None:
+    """When a draft step costs as much as a target step, adaptive Track 1 does plain steps
+    (no draft step spent at all), probing one round in PROBE_EVERY to keep learning."""
+    from app.core.drafters import PROBE_EVERY, DraftModel
+    from app.core.llama_backend import LoadedModel, LoadOptions
+    from app.core.sampling import SamplerSettings
+
+    costs = CostModel()
+    for n, seconds in ((1, 0.10), (2, 0.12), (5, 0.18)):
+        costs.observe(n, seconds)
+    costs.observe_draft_step(0.10)
+    model = LoadedModel(tiny_draft, LoadOptions(n_ctx=256, threads=1))
+    try:
+        drafter = DraftModel(model, SamplerSettings(0.0, 40, 1.0, 0.0), 0.75, True, costs,
+                             np.random.default_rng(0))
+        rounds = range(2 * PROBE_EVERY)
+        sizes = [len(drafter.propose([1, 2, 3, 4, 5 + i], 8).tokens) for i in rounds]
+    finally:
+        model.close()
+    assert sum(1 for n in sizes if n) == 2  # the probes
+    assert all(n == 0 for i, n in enumerate(sizes) if (i + 1) % PROBE_EVERY)

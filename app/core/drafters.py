@@ -23,6 +23,8 @@ from app.core.sampling import Distribution, SamplerSettings, distribution, top_p
 CONFIDENCE_BANDS = 10
 # A draft token below this learned chance ends an adaptive draft.
 UNLIKELY = 0.35
+# While drafting does not pay, one round in this many drafts anyway, to keep learning.
+PROBE_EVERY = 8
 
 
 @dataclass
@@ -66,6 +68,7 @@ class DraftModel:
         # [accepted, judged]; the caller may share it across runs of the same pair.
         self._bands = bands if bands is not None else new_bands()
         self._last_bands: list[int] = []
+        self._skipped = 0
 
     def reset(self) -> None:
         self.model.reset()
@@ -120,18 +123,28 @@ class DraftModel:
         if limit <= 0:
             return prop
         t0 = time.perf_counter()
+        probing = False
+        if self.adaptive:
+            # Plan the length from the pair's conditional acceptance so far and the measured
+            # costs; while drafting, stop early only at a token that is likely rejected.
+            typical = self.overall_chance()
+            plan = best_length([typical] * limit, self.costs, self.costs.draft_step, min_length)
+            self._skipped = 0 if plan else self._skipped + 1
+            if not plan and self._skipped % PROBE_EVERY:
+                # Drafting does not pay at this acceptance and these costs: a plain step,
+                # and not even a draft step to keep the draft's cache in sync (it catches up
+                # in one batch when drafting resumes). Every PROBE_EVERY-th round still
+                # drafts, so that a change in acceptance is noticed.
+                prop.seconds = time.perf_counter() - t0
+                return prop
+            probing = not plan
+            limit = max(min_length, plan)
         try:
             row = self._sync(history)
         except ContextFull:
             return prop
         chances: list[float] = []
         confidences: list[float] = []
-        if self.adaptive:
-            # Plan the length from the pair's conditional acceptance so far and the measured
-            # costs; while drafting, stop early only at a token that is likely rejected.
-            typical = self.overall_chance()
-            plan = best_length([typical] * limit, self.costs, self.costs.draft_step, min_length)
-            limit = max(min_length, plan)
         while True:
             step0 = time.perf_counter()
             if self.sampler.greedy:
@@ -159,7 +172,7 @@ class DraftModel:
                 break
             self._cached.append(token)
             self.costs.observe_draft_step(time.perf_counter() - step0)
-        if self.adaptive and prop.tokens:
+        if self.adaptive and prop.tokens and not probing:
             keep = best_length(chances, self.costs, self.costs.draft_step, min_length)
             prop.tokens, prop.q = prop.tokens[:keep], prop.q[:keep]
         self._last_bands = [self._band(c) for c in confidences[: len(prop.tokens)]]
