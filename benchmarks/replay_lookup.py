@@ -1,0 +1,163 @@
+"""Replay Track 8 drafters on recorded greedy answers, free of the machine's noise.
+
+At temperature 0 the answer does not depend on the drafter (lossless speculation), so a
+drafter's rounds can be replayed on the recorded prompt and answer tokens: each round
+proposes from the text so far, accepts the prefix that matches the answer, and is charged
+the measured cost of its verification batch. The speedup is tokens per replayed second over
+tokens per baseline step. Compared: llama-lookup's algorithm (our fixed-K mode reproduces
+its drafts), our adaptive mode, and an oracle that drafts exactly the longest correct copy
+of an earlier passage (an upper bound for any lookup drafter).
+
+    # record answers and batch costs once (needs the model; a few minutes):
+    .venv/bin/python -m benchmarks.replay_lookup record --target qwen2.5-coder-1.5b-f16 \
+        --out benchmarks/data/replay_f16.json
+    # replay (milliseconds):
+    .venv/bin/python -m benchmarks.replay_lookup replay benchmarks/data/replay_f16.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from app.core.adaptive import CostModel
+from app.core.drafters import Proposal
+from app.core.events import RunSettings
+from app.core.lookup import PromptLookup
+from app.core.models.library import resolve_model
+from app.core.predict import measure
+from app.core.session import Session, render_prompt
+from benchmarks.common import PROMPT_NAMES, templated, warm_page_cache
+
+SIZES = (1, 2, 3, 5, 9, 17)
+
+
+def record(target_spec: str, out: str, max_tokens: int, threads: int) -> None:
+    target = str(resolve_model(target_spec))
+    warm_page_cache(target)
+    session = Session()
+    s = RunSettings(max_tokens=max_tokens, threads=threads, ctx=4096, track="baseline")
+    data: dict[str, Any] = {"target": target_spec, "prompts": {}}
+    try:
+        for name in PROMPT_NAMES:
+            prompt = templated(target, name)
+            result = session.run(target, None, prompt, s)
+            assert session.target is not None
+            ids = render_prompt(session.target, prompt, s.chat, s.system)
+            data["prompts"][name] = {"prompt": ids, "answer": result.token_ids}
+        assert session.target is not None
+        samples = [measure(session.target, sizes=SIZES, repeats=5, budget_seconds=30).batches
+                   for _ in range(2)]
+    finally:
+        session.close()
+    data["batches"] = {n: min(c[n] for c in samples) for n in SIZES}
+    with open(out, "w") as fh:
+        json.dump(data, fh)
+
+
+class Oracle:
+    """Drafts the longest correct continuation found after any earlier occurrence of the
+    longest matching suffix (up to 8 tokens): what no real lookup drafter can beat."""
+
+    def __init__(self, answer_start: int, answer: list[int]):
+        self.answer_start, self.answer = answer_start, answer
+
+    def propose(self, history: list[int], limit: int, min_length: int = 1) -> Proposal:
+        future = self.answer[len(history) - self.answer_start :]
+        best: list[int] = []
+        for n in range(min(8, len(history)), 0, -1):
+            suffix = history[-n:]
+            for p in range(n, len(history)):
+                if history[p - n : p] == suffix:
+                    length = 0
+                    while (length < min(limit, len(future)) and p + length < len(history)
+                           and history[p + length] == future[length]):
+                        length += 1
+                    if length > len(best):
+                        best = future[:length]
+            if best:
+                break
+        return Proposal("lookup", tokens=best, q=[None] * len(best), drafter=self)
+
+    def observe(self, proposal: Proposal, accepted: int) -> None:
+        pass
+
+
+def replay(data: dict[str, Any], name: str, make: Callable[[CostModel, list[int], list[int]],
+           Any], k_max: int, adaptive: bool, n_tokens: int) -> tuple[float, float]:
+    """(speedup over baseline, acceptance) of one drafter on one recorded answer."""
+    batches = {int(n): float(v) for n, v in data["batches"].items()}
+    sizes = sorted(batches)
+
+    def cost(n: int) -> float:
+        if n in batches:
+            return batches[n]
+        lo = max(s for s in sizes if s <= n)
+        hi = min((s for s in sizes if s >= n), default=lo)
+        return batches[lo] if hi == lo else batches[lo] + (batches[hi] - batches[lo]) * (
+            n - lo) / (hi - lo)
+
+    prompt = data["prompts"][name]["prompt"]
+    answer = data["prompts"][name]["answer"][:n_tokens]
+    costs = CostModel()
+    for n in sizes:
+        costs.observe(n, batches[n])
+    drafter = make(costs, prompt, answer)
+    pos, seconds, drafted, accepted_total = 0, 0.0, 0, 0
+    first = adaptive  # the engine's first adaptive round is a plain, measuring step
+    while pos < len(answer):
+        limit = min(k_max, len(answer) - pos - 1)
+        prop = Proposal() if first or limit <= 0 else drafter.propose(
+            prompt + answer[:pos], limit, 1)
+        first = False
+        accepted = 0
+        while accepted < len(prop.tokens) and prop.tokens[accepted] == answer[pos + accepted]:
+            accepted += 1
+        if prop.tokens:
+            drafter.observe(prop, accepted)
+            drafted += len(prop.tokens)
+            accepted_total += accepted
+        seconds += cost(len(prop.tokens) + 1)
+        pos += accepted + 1
+    return len(answer) / seconds * cost(1), accepted_total / max(1, drafted)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("--target", required=True)
+    rec.add_argument("--out", required=True)
+    rec.add_argument("--max-tokens", type=int, default=160)
+    rec.add_argument("--threads", type=int, default=2)
+    rep = sub.add_parser("replay")
+    rep.add_argument("file")
+    rep.add_argument("--tokens", type=int, default=128)
+    args = ap.parse_args()
+    if args.cmd == "record":
+        record(args.target, args.out, args.max_tokens, args.threads)
+        return 0
+    with open(args.file) as fh:
+        data = json.load(fh)
+    print(f"# {data['target']}: speedup / acceptance over {args.tokens} tokens")
+    for name in data["prompts"]:
+        cells = []
+        for k in (2, 4, 8):
+            sp, acc = replay(data, name, lambda c, p, a: PromptLookup(1, 4, False, c), k,
+                             False, args.tokens)
+            cells.append(f"K={k} {sp:.2f}/{acc:.2f}")
+        sp, acc = replay(data, name, lambda c, p, a: PromptLookup(1, 4, True, c), 16, True,
+                         args.tokens)
+        cells.append(f"adaptive {sp:.2f}/{acc:.2f}")
+        sp, acc = replay(data, name, lambda c, p, a: Oracle(len(p), a), 16, False, args.tokens)
+        cells.append(f"oracle {sp:.2f}")
+        print(f"{name:<11}" + "  ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
