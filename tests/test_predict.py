@@ -19,6 +19,7 @@ from app.core.predict import (
     monotone,
     observed_alpha,
     predict,
+    proposed_lengths,
     round_seconds,
     speedup,
     will_it_pay,
@@ -155,3 +156,22 @@ def test_recurrent_target_is_not_measured(tiny_mamba: Path) -> None:
     finally:
         model.close()
     assert r.recommended_k == 0 and r.costs is None and "recurrent" in r.explanation
+
+
+def test_lookup_prediction_replays_the_observed_draft_lengths() -> None:
+    """Hand-computed: rounds proposed 0, 0, 2, 4 drafts; at K=2 they become 0, 0, 2, 2.
+    E(0.5, 2) = (1 - 0.125) / 0.5 = 1.75, so 1 + 1 + 1.75 + 1.75 = 5.5 tokens for
+    1.0 + 1.0 + 1.4 + 1.4 = 4.8 s against 1.0 s per baseline token: 1.1458x. The plain
+    formula, which assumes 2 drafts every round, would say 1.75 / 1.4 = 1.25x."""
+    costs = MeasuredCosts({1: 1.0, 2: 1.2, 3: 1.4, 5: 1.8})
+    lengths = [0, 0, 2, 4]
+    replayed = predict(costs, 0.5, "lookup", lookup_lengths=lengths).predictions[1]
+    assert replayed.speedup == pytest.approx(5.5 / 4.8)
+    assert replayed.expected_tokens == pytest.approx(5.5 / 4)
+    assert replayed.verify_steps == pytest.approx(4.8 / 4)
+    plain = predict(costs, 0.5, "lookup").predictions[1]
+    assert plain.speedup == pytest.approx(1.75 / 1.4)
+    # The draft model is predicted as before: lengths only concern lookup.
+    assert predict(costs, 0.5, "draft", lookup_lengths=lengths).predictions[1].speedup == (
+        pytest.approx(predict(costs, 0.5, "draft").predictions[1].speedup))
+    assert proposed_lengths([RoundEvent(1, 3, 2, 3, "lookup", 0.0, 0.1, 0.1)]) == [3]

@@ -26,7 +26,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.events import RunResult
-from app.core.predict import DEFAULT_ALPHA, PayReport, observed_alpha, predict, will_it_pay
+from app.core.predict import (
+    DEFAULT_ALPHA,
+    PayReport,
+    observed_alpha,
+    predict,
+    proposed_lengths,
+    will_it_pay,
+)
 from app.core.tracks import BY_ID
 from app.ui.jobs import (
     ContextProvider,
@@ -208,8 +215,15 @@ class PayPanel(JobView):
     def _repredict(self) -> None:
         r = self.report
         if r is not None and r.costs is not None:
-            self.report = predict(r.costs, self.alpha.value(), r.source, self.alpha_source)
+            self.report = predict(r.costs, self.alpha.value(), r.source, self.alpha_source,
+                                  lookup_lengths=self._lookup_lengths())
             self._show()
+
+    def _lookup_lengths(self) -> list[int] | None:
+        """How long lookup's drafts really were in the last lookup run, if any."""
+        if self.last_run is None or not BY_ID[self.last_run[0].track].uses_lookup:
+            return None
+        return proposed_lengths(self.last_run[0].events)
 
     # -- showing -------------------------------------------------------------------------------
     def _show(self) -> None:
@@ -293,7 +307,8 @@ class PayPanel(JobView):
                                 f"{'draft model' if source == 'draft' else 'prompt lookup'} "
                                 "to compare it with a prediction.")
             return
-        pred = predict(r.costs, seen, source, "observed").predictions[k - 1]
+        lengths = proposed_lengths(result.events) if source == "lookup" else None
+        pred = predict(r.costs, seen, source, "observed", lookup_lengths=lengths).predictions[k - 1]
         self.versus.setText(f"{head}; predicted {pred.speedup:.2f}× at its observed "
                             f"{seen:.0%} acceptance.")
         if measured is not None:
