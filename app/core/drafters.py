@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.adaptive import CostModel, best_length
+from app.core.adaptive import CostModel, best_length, worth_extending
 from app.core.events import Source
 from app.core.llama_backend import ContextFull, LoadedModel
 from app.core.sampling import Distribution, SamplerSettings, distribution, top_probability
@@ -124,6 +124,7 @@ class DraftModel:
             return prop
         t0 = time.perf_counter()
         probing = False
+        typical = 0.0
         if self.adaptive:
             # Plan the length from the pair's conditional acceptance so far and the measured
             # costs; while drafting, stop early only at a token that is likely rejected.
@@ -166,6 +167,9 @@ class DraftModel:
             confidences.append(conf)
             if len(prop.tokens) >= limit:
                 break
+            if (self.adaptive and not probing
+                    and not worth_extending(chances, typical, self.costs, self.costs.draft_step)):
+                break  # after a doubtful token another draft step would not pay for itself
             try:
                 row = self.model.eval([token], 1)[0]
             except ContextFull:
