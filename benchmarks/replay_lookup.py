@@ -89,22 +89,13 @@ class Oracle:
 def replay(data: dict[str, Any], name: str, make: Callable[[CostModel, list[int], list[int]],
            Any], k_max: int, adaptive: bool, n_tokens: int) -> tuple[float, float]:
     """(speedup over baseline, acceptance) of one drafter on one recorded answer."""
-    batches = {int(n): float(v) for n, v in data["batches"].items()}
-    sizes = sorted(batches)
-
-    def cost(n: int) -> float:
-        if n in batches:
-            return batches[n]
-        lo = max(s for s in sizes if s <= n)
-        hi = min((s for s in sizes if s >= n), default=lo)
-        return batches[lo] if hi == lo else batches[lo] + (batches[hi] - batches[lo]) * (
-            n - lo) / (hi - lo)
-
+    # The same cost model adaptive drafting uses: measured sizes exact, a fitted line between.
+    costs = CostModel()
+    for n, seconds in data["batches"].items():
+        costs.observe(int(n), float(seconds))
+    cost = costs.batch
     prompt = data["prompts"][name]["prompt"]
     answer = data["prompts"][name]["answer"][:n_tokens]
-    costs = CostModel()
-    for n in sizes:
-        costs.observe(n, batches[n])
     drafter = make(costs, prompt, answer)
     pos, seconds, drafted, accepted_total = 0, 0.0, 0, 0
     first = adaptive  # the engine's first adaptive round is a plain, measuring step

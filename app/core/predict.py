@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -101,10 +102,11 @@ def lookup_speedup(
     a round that proposed n drafts would propose min(n, K) and yield E(alpha, min(n, K))
     tokens for a verification batch of min(n, K) + 1 (a plain step when n = 0).
     Returns (speedup, tokens per round, verify steps per round)."""
-    capped = [min(n, k) for n in lengths]
-    tokens = sum(expected_tokens(alpha, n) for n in capped)
-    seconds = sum(costs.verify(n) for n in capped)
-    rounds = max(1, len(capped))
+    # Few distinct lengths, many rounds: cost each length once (verify fits a cost line).
+    capped = Counter(min(n, k) for n in lengths)
+    tokens = sum(count * expected_tokens(alpha, n) for n, count in capped.items())
+    seconds = sum(count * costs.verify(n) for n, count in capped.items())
+    rounds = max(1, len(lengths))
     return tokens / seconds * costs.step, tokens / rounds, seconds / rounds / costs.step
 
 
@@ -194,15 +196,14 @@ def predict(
     t_step = costs.step
     t_draft = (costs.draft_step or 0.0) if source == "draft" else 0.0
     preds = []
-    replay = source == "lookup" and bool(lookup_lengths) and any(lookup_lengths or ())
+    replay = lookup_lengths if source == "lookup" and any(lookup_lengths or ()) else None
     for k in range(1, max_k + 1):
         t_verify = costs.verify(k)
-        if replay:
-            assert lookup_lengths is not None
-            sp, tokens, verify_steps = lookup_speedup(alpha, k, lookup_lengths, costs)
+        if replay is not None:
+            sp, tokens, verify_steps = lookup_speedup(alpha, k, replay, costs)
             preds.append(
                 KPrediction(k, tokens, verify_steps, 0.0, sp,
-                            lookup_speedup(HIGH_ALPHA, k, lookup_lengths, costs)[0],
+                            lookup_speedup(HIGH_ALPHA, k, replay, costs)[0],
                             break_even_alpha(k, t_draft, t_verify, t_step))
             )
             continue
