@@ -127,9 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print_result(result, streamed=sink is not None)
     if not args.no_save:
-        from app.core.history import record_run
+        from app.core.history import RunInputs, record_run
 
-        _save(lambda: record_run(result, target, draft, prompt, settings))
+        _save(lambda: record_run(result, RunInputs(target, draft, prompt, settings)))
     return 0
 
 
@@ -158,9 +158,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print_comparison(result)
     sys.stdout.flush()
     if not args.no_save:
-        from app.core.history import record_comparison
+        from app.core.history import RunInputs, record_comparison
 
-        _save(lambda: record_comparison(result, target, draft, prompt, settings))
+        _save(lambda: record_comparison(result, RunInputs(target, draft, prompt, settings)))
     return 0
 
 

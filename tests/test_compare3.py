@@ -9,7 +9,7 @@ import pytest
 from app.core import export
 from app.core.compare import compare
 from app.core.events import RunSettings
-from app.core.history import History, record_comparison
+from app.core.history import History, RunInputs, record_comparison
 from app.core.session import Session
 
 PROMPT = "red green blue red green blue red green blue red green"
@@ -37,7 +37,7 @@ def test_three_tracks(tiny_dense: Path, tiny_draft: Path, tmp_path: Path) -> Non
     assert c.runs[2].result.n_drafted > 0  # the draft track really drafted
 
     history = History(tmp_path / "history")
-    cid = record_comparison(c, tiny_dense, tiny_draft, PROMPT, s, history)
+    cid = record_comparison(c, RunInputs(tiny_dense, tiny_draft, PROMPT, s), history)
     group = History(history.root).load_comparison(cid)
     assert group.complete and group.comparison == c
     assert group.records[2].draft is not None and group.records[0].draft is None

@@ -17,7 +17,14 @@ import pytest
 
 from app.core.compare import ComparedRun, Comparison
 from app.core.events import Event, RejectionEvent, RoundEvent, RunResult, RunSettings, TokenEvent
-from app.core.history import History, RunNotFound, make_record, record_comparison, record_run
+from app.core.history import (
+    History,
+    RunInputs,
+    RunNotFound,
+    make_record,
+    record_comparison,
+    record_run,
+)
 from app.core.provenance import hardware_summary, model_identity
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +61,7 @@ def history(tmp_path: Path) -> History:
 
 def save(history: History, model: Path, prompt: str = "hello", track: str = "lookup") -> str:
     s = RunSettings(track=track, threads=1)
-    return record_run(sample_result(track), model, None, prompt, s, history)
+    return record_run(sample_result(track), RunInputs(model, None, prompt, s), history)
 
 
 def test_save_load_and_survive_restart(history: History, model_file: Path) -> None:
@@ -109,12 +116,12 @@ def test_killed_writer_and_corrupt_files_are_skipped(
         import os, signal, sys
         from pathlib import Path
         from app.core.events import RunSettings
-        from app.core.history import History, record_run
+        from app.core.history import History, RunInputs, record_run
         sys.path.insert(0, {str(REPO / "tests")!r})
         from test_history import sample_result
         os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
-        record_run(sample_result(), {str(model_file)!r}, None, "killed",
-                   RunSettings(track="lookup"), History(Path({str(history.root)!r})))
+        inputs = RunInputs({str(model_file)!r}, None, "killed", RunSettings(track="lookup"))
+        record_run(sample_result(), inputs, History(Path({str(history.root)!r})))
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True)
@@ -162,7 +169,7 @@ def test_comparison_group_and_rerun(history: History, model_file: Path) -> None:
     base, other = sample_result("baseline"), sample_result("lookup")
     cmp = Comparison([ComparedRun(base, 1.0, True), ComparedRun(other, 1.5, False, 1, 0.02)])
     settings = RunSettings(track="baseline", max_tokens=3, draft_max=5)
-    cid = record_comparison(cmp, model_file, None, "p", settings, history)
+    cid = record_comparison(cmp, RunInputs(model_file, None, "p", settings), history)
     group = History(history.root).load_comparison(cid)
     assert group.complete and group.comparison == cmp
     assert [s.comparison_id for s in history.list()] == [cid, cid]
@@ -194,9 +201,9 @@ def test_hardware_summary_is_complete() -> None:
 
 
 def test_record_uses_draft_only_for_draft_tracks(model_file: Path) -> None:
-    s = RunSettings(track="lookup")
-    assert make_record(sample_result("lookup"), model_file, model_file, "p", s).draft is None
-    rec = make_record(sample_result("draft"), model_file, model_file, "p", s)
+    inputs = RunInputs(model_file, model_file, "p", RunSettings(track="lookup"))
+    assert make_record(sample_result("lookup"), inputs).draft is None
+    rec = make_record(sample_result("draft"), inputs)
     assert rec.draft is not None and rec.settings.track == "draft"
 
 

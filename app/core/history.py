@@ -247,57 +247,51 @@ class History:
 # -- saving from the GUI worker and the CLI ----------------------------------------------
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run was asked to do: the models, the prompt and the settings."""
+
+    target: str | Path
+    draft: str | Path | None
+    prompt: str
+    settings: RunSettings
+
+
 def make_record(
-    result: RunResult,
-    target_path: str | Path,
-    draft_path: str | Path | None,
-    prompt: str,
-    settings: RunSettings,
-    comparison: ComparisonLink | None = None,
+    result: RunResult, inputs: RunInputs, comparison: ComparisonLink | None = None
 ) -> RunRecord:
     """A record of ``result`` with model identities and this machine's hardware summary."""
     from app.core.tracks import get_track
 
-    uses_draft = draft_path is not None and get_track(result.track).uses_draft
+    uses_draft = inputs.draft is not None and get_track(result.track).uses_draft
     eff = result.effective
     return RunRecord(
         id=new_id(),
         created_unix=time.time(),
-        prompt=prompt,
-        settings=replace(settings, track=result.track),
-        target=model_identity(target_path),
-        draft=model_identity(draft_path) if uses_draft and draft_path is not None else None,
-        hardware=hardware_summary(eff.get("threads") or settings.threads, eff.get("threads_batch")),
+        prompt=inputs.prompt,
+        settings=replace(inputs.settings, track=result.track),
+        target=model_identity(inputs.target),
+        draft=model_identity(inputs.draft) if uses_draft and inputs.draft is not None else None,
+        hardware=hardware_summary(
+            eff.get("threads") or inputs.settings.threads, eff.get("threads_batch")
+        ),
         result=result,
         comparison=comparison,
     )
 
 
-def record_run(
-    result: RunResult,
-    target_path: str | Path,
-    draft_path: str | Path | None,
-    prompt: str,
-    settings: RunSettings,
-    history: History | None = None,
-) -> str:
+def record_run(result: RunResult, inputs: RunInputs, history: History | None = None) -> str:
     """Save a finished or cancelled run; returns its id. Raises OSError if the disk does."""
-    record = make_record(result, target_path, draft_path, prompt, settings)
-    return (history or History()).save(record)
+    return (history or History()).save(make_record(result, inputs))
 
 
 def record_comparison(
-    comparison: Comparison,
-    target_path: str | Path,
-    draft_path: str | Path | None,
-    prompt: str,
-    settings: RunSettings,
-    history: History | None = None,
+    comparison: Comparison, inputs: RunInputs, history: History | None = None
 ) -> str:
     """Save every run of ``comparison`` as one group; returns the comparison id."""
     history = history or History()
     cid = new_id("cmp-")
     for i, run in enumerate(comparison.runs):
         link = ComparisonLink.of(cid, i, len(comparison.runs), run)
-        history.save(make_record(run.result, target_path, draft_path, prompt, settings, link))
+        history.save(make_record(run.result, inputs, link))
     return cid

@@ -19,7 +19,14 @@ from PySide6.QtWidgets import QTabWidget, QWidget
 
 from app.core.compare import Comparison
 from app.core.events import RunResult
-from app.core.history import ComparisonRecord, History, Rerun, record_comparison, record_run
+from app.core.history import (
+    ComparisonRecord,
+    History,
+    Rerun,
+    RunInputs,
+    record_comparison,
+    record_run,
+)
 from app.core.serialization import RunRecord
 from app.core.tracks import BY_ID, WORKING
 from app.ui.compare_view import CompareView
@@ -158,13 +165,13 @@ class Lab(QObject):
         if result is None or req is None:
             return
         draft = req.draft if BY_ID[result.track].uses_draft else None
-        self._save("run", lambda h: record_run(result, req.target, draft, req.prompt,
-                                               req.settings, h))
+        inputs = RunInputs(req.target, draft, req.prompt, req.settings)
+        self._save("run", lambda h: record_run(result, inputs, h))
         self.pay.set_measured(result, self.w.runs.last_speedup)
 
     def _comparison_ended(self, comparison: Comparison, ctx: RunContext) -> None:
-        self._save("comparison", lambda h: record_comparison(
-            comparison, ctx.target_path, ctx.draft_path, ctx.prompt, ctx.settings, h))
+        inputs = RunInputs(ctx.target_path, ctx.draft_path, ctx.prompt, ctx.settings)
+        self._save("comparison", lambda h: record_comparison(comparison, inputs, h))
         for run in comparison.runs:
             if BY_ID[run.result.track].speculates and run.result.stop_reason != "cancelled":
                 self.pay.set_measured(run.result, run.speedup)
