@@ -51,24 +51,41 @@ def test_worth_extending_stops_when_marginal_gain_falls() -> None:
     assert not worth_extending([0.3, 0.3], 0.3, c, 0.0)
 
 
-def test_draft_model_skips_drafting_that_cannot_pay(tiny_draft: Path) -> None:
-    """When a draft step costs as much as a target step, adaptive Track 1 does plain steps
-    (no draft step spent at all), probing one round in PROBE_EVERY to keep learning."""
-    from app.core.drafters import PROBE_EVERY, DraftModel
+def _probe_rounds(tiny_draft: Path, draft_step: float, bands: list[list[float]] | None,
+                  rounds: int) -> list[int]:
+    """The 1-based rounds in which adaptive Track 1 drafted, for fixed measured costs."""
+    from app.core.drafters import DraftModel
     from app.core.llama_backend import LoadedModel, LoadOptions
     from app.core.sampling import SamplerSettings
 
     costs = CostModel()
     for n, seconds in ((1, 0.10), (2, 0.12), (5, 0.18)):
         costs.observe(n, seconds)
-    costs.observe_draft_step(0.10)
+    costs.observe_draft_step(draft_step)
     model = LoadedModel(tiny_draft, LoadOptions(n_ctx=256, threads=1))
     try:
         drafter = DraftModel(model, SamplerSettings(0.0, 40, 1.0, 0.0), 0.75, True, costs,
-                             np.random.default_rng(0))
-        rounds = range(2 * PROBE_EVERY)
-        sizes = [len(drafter.propose([1, 2, 3, 4, 5 + i], 8).tokens) for i in rounds]
+                             np.random.default_rng(0), bands)
+        sizes = [len(drafter.propose([1, 2, 3, 4, 5 + i], 8).tokens) for i in range(rounds)]
     finally:
         model.close()
-    assert sum(1 for n in sizes if n) == 2  # the probes
-    assert all(n == 0 for i, n in enumerate(sizes) if (i + 1) % PROBE_EVERY)
+    return [i + 1 for i, n in enumerate(sizes) if n]
+
+
+def test_draft_model_never_drafts_when_even_certain_acceptance_cannot_pay(
+    tiny_draft: Path,
+) -> None:
+    """A draft step as dear as a target step: two tokens for 0.22 s is slower than plain
+    steps at 0.10 s whatever the acceptance, so no draft step is spent at all (probing
+    would only pay the draft's catch-up batch: 0.8x on a Q4_K_M target)."""
+    assert _probe_rounds(tiny_draft, 0.10, None, 40) == []
+
+
+def test_draft_model_probes_with_backoff_when_acceptance_is_too_low(tiny_draft: Path) -> None:
+    """A cheap draft that is almost always rejected: plain steps, with a probe after
+    PROBE_EVERY of them and twice as long a wait after each probe that changes nothing."""
+    from app.core.drafters import CONFIDENCE_BANDS, PROBE_EVERY
+
+    rejected = [[0.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
+    probes = _probe_rounds(tiny_draft, 0.01, rejected, 7 * PROBE_EVERY + 3)
+    assert probes == [PROBE_EVERY, 3 * PROBE_EVERY, 7 * PROBE_EVERY]

@@ -15,6 +15,8 @@ EMA = 0.2
 # Before anything is measured: a batch of n costs about 1 + 0.15 (n - 1) single steps on a
 # CPU (LLAMA_NOTES / MODELS.md: 5 tokens about 1.6-2.6 steps, 9 about 2.5).
 PRIOR_SLOPE = 0.15
+# No learned acceptance chance is taken as certain: one surprise must not cost a long draft.
+MAX_CHANCE = 0.99
 
 
 class CostModel:

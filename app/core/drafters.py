@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.adaptive import CostModel, best_length, worth_extending
+from app.core.adaptive import MAX_CHANCE, CostModel, best_length, worth_extending
 from app.core.events import Source
 from app.core.llama_backend import ContextFull, LoadedModel
 from app.core.sampling import Distribution, SamplerSettings, distribution, top_probability
@@ -23,8 +23,12 @@ from app.core.sampling import Distribution, SamplerSettings, distribution, top_p
 CONFIDENCE_BANDS = 10
 # A draft token below this learned chance ends an adaptive draft.
 UNLIKELY = 0.35
-# While drafting does not pay, one round in this many drafts anyway, to keep learning.
+# While drafting does not pay, a round drafts anyway after this many plain ones, to keep
+# learning; each probe that finds drafting still does not pay doubles the wait (a probe
+# costs the draft's catch-up batch and a bigger verify batch: on a Q4_K_M target, where a
+# batch of two costs 1.6 steps, probing every 8th round made adaptive Track 1 0.8x).
 PROBE_EVERY = 8
+MAX_PROBE_EVERY = 128
 
 
 @dataclass
@@ -69,6 +73,7 @@ class DraftModel:
         self._bands = bands if bands is not None else new_bands()
         self._last_bands: list[int] = []
         self._skipped = 0
+        self._probe_every = PROBE_EVERY
 
     def reset(self) -> None:
         self.model.reset()
@@ -103,7 +108,7 @@ class DraftModel:
         """The pair's conditional acceptance rate so far (a prior of 0.7 before any)."""
         accepted = sum(b[0] for b in self._bands)
         seen = sum(b[1] for b in self._bands)
-        return min(0.99, (accepted + 0.7 * 4.0) / (seen + 4.0))
+        return min(MAX_CHANCE, (accepted + 0.7 * 4.0) / (seen + 4.0))
 
     def chance(self, conf: float) -> float:
         """Acceptance chance of a draft token of confidence ``conf``, as observed so far.
@@ -116,7 +121,7 @@ class DraftModel:
         total_seen = sum(b[1] for b in self._bands)
         overall = (total_acc + 2.0 * conf) / (total_seen + 2.0)
         accepted, seen = self._bands[self._band(conf)]
-        return min(0.99, (accepted + 4.0 * overall) / (seen + 4.0))
+        return min(MAX_CHANCE, (accepted + 4.0 * overall) / (seen + 4.0))
 
     def propose(self, history: list[int], limit: int, min_length: int = 1) -> Proposal:
         prop = Proposal(self.source, drafter=self)
@@ -130,14 +135,21 @@ class DraftModel:
             # costs; while drafting, stop early only at a token that is likely rejected.
             typical = self.overall_chance()
             plan = best_length([typical] * limit, self.costs, self.costs.draft_step, min_length)
-            self._skipped = 0 if plan else self._skipped + 1
-            if not plan and self._skipped % PROBE_EVERY:
-                # Drafting does not pay at this acceptance and these costs: a plain step,
-                # and not even a draft step to keep the draft's cache in sync (it catches up
-                # in one batch when drafting resumes). Every PROBE_EVERY-th round still
-                # drafts, so that a change in acceptance is noticed.
-                prop.seconds = time.perf_counter() - t0
-                return prop
+            if plan:
+                self._skipped, self._probe_every = 0, PROBE_EVERY
+            else:
+                self._skipped += 1
+                # When even certain acceptance would not pay for the measured costs, no
+                # acceptance a probe could find changes that: do not probe at all.
+                certain = best_length([MAX_CHANCE] * limit, self.costs, self.costs.draft_step,
+                                      min_length)
+                if not certain or self._skipped < self._probe_every:
+                    # A plain step, and not even a draft step to keep the draft's cache in
+                    # sync: it catches up in one batch when drafting resumes.
+                    prop.seconds = time.perf_counter() - t0
+                    return prop
+                self._skipped = 0
+                self._probe_every = min(MAX_PROBE_EVERY, 2 * self._probe_every)
             probing = not plan
             limit = max(min_length, plan)
         try:

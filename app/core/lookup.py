@@ -22,7 +22,7 @@ import bisect
 import time
 from dataclasses import dataclass, field
 
-from app.core.adaptive import CostModel, best_length
+from app.core.adaptive import MAX_CHANCE, CostModel, best_length
 from app.core.drafters import Proposal
 from app.core.events import Source
 
@@ -35,7 +35,6 @@ AGREEMENT_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24)
 MAX_CONTEXT = 32
 MAX_SPOTS = 16  # recent occurrences kept per n-gram, to measure agreeing context
 PRIOR_WEIGHT = 4.0  # pseudo-observations behind the prior of each learned chance
-MAX_CHANCE = 0.99
 
 
 def prior_chance(agreement: int, share: float) -> float:
