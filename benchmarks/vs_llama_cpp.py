@@ -2,7 +2,9 @@
 
 Speedups are ratios taken within one run on this machine: ours against our baseline, and
 llama.cpp's speculative tools against `llama-completion`'s decode speed. Each configuration
-is repeated and the median reported; runs are interleaved so load changes hit all alike.
+is repeated; each of ours runs right next to its llama.cpp counterpart. The table gives the
+median tokens/s, their ratio ("speedup"), and the median of each repeat's own ratio
+("paired", which cancels drifts between repeats).
 Build the tools first: `bash benchmarks/build_llama_tools.sh`.
 
     .venv/bin/python -m benchmarks.vs_llama_cpp --target qwen2.5-coder-1.5b-f16 \
@@ -53,6 +55,60 @@ def run_tool(args: list[str]) -> dict[str, float]:
     return found
 
 
+Job = tuple[RunSettings, str | None] | list[str]
+
+
+def plan(args: argparse.Namespace, ks: list[int], base: RunSettings, target: str, draft: str,
+         tools: Path, t: str, common: list[str], prompt: str) -> list[tuple[str, Job]]:
+    """The configurations of one repeat, ours next to llama.cpp's counterpart."""
+    theirs = not args.skip_theirs
+    steps: list[tuple[str, Job]] = [("ours baseline", (replace(base, track="baseline"), None))]
+    if theirs:
+        steps.append(("llama-completion", [str(tools / "llama-completion"), "-m", target, "-p",
+                                           prompt, "-no-cnv", *common]))
+    for k in [] if args.adaptive_only else ks:
+        steps.append((f"ours draft K={k}",
+                      (replace(base, track="draft", draft_max=k, adaptive=False), draft)))
+        if theirs:
+            steps.append((f"llama-speculative-simple K={k}",
+                          [str(tools / "llama-speculative-simple"), "-m", target, "-md", draft,
+                           "--spec-type", "draft-simple", "--spec-draft-n-max", str(k), "-p",
+                           prompt, "-td", t, "-tbd", t, *common]))
+        steps.append((f"ours lookup K={k}",
+                      (replace(base, track="lookup", draft_max=k, adaptive=False), None)))
+        if theirs:
+            steps.append((f"llama-lookup K={k}",
+                          [str(tools / "llama-lookup"), "-m", target, "--spec-draft-n-max",
+                           str(k), "-p", prompt, *common]))
+    steps.append(("ours draft adaptive", (replace(base, track="draft", draft_max=16), draft)))
+    steps.append(("ours lookup adaptive", (replace(base, track="lookup", draft_max=16), None)))
+    return steps
+
+
+def print_table(prompts: list[str], rows: dict[tuple[str, str], list[float]],
+                acc: dict[tuple[str, str], list[float]]) -> None:
+    """Medians of tokens/s, and of each repeat's speedup over its own side's baseline of
+    the same repeat (pairing cancels the slow drifts that a ratio of medians keeps)."""
+    print(f"{'prompt':<11}{'configuration':<34}{'tok/s':>8}{'speedup':>9}{'paired':>8}"
+          f"{'accept':>8}")
+    for name in prompts:
+        for (pname, label), values in rows.items():
+            if pname != name:
+                continue
+            ref_label = "ours baseline" if label.startswith("ours") else "llama-completion"
+            ref = rows.get((name, ref_label), [])
+            ratio = median(values) / median(ref) if ref else float("nan")
+            paired = median([v / b for v, b in zip(values, ref, strict=False)])
+            a = acc.get((name, label))
+            print(f"{name:<11}{label:<34}{median(values):8.2f}{ratio:9.2f}{paired:8.2f}"
+                  f"{median(a) if a else float('nan'):8.2f}")
+        ours, theirs = rows.get((name, "ours baseline")), rows.get((name, "llama-completion"))
+        if ours and theirs:
+            pairs = [o / t for o, t in zip(ours, theirs, strict=False)]
+            print(f"{name:<11}{'ours baseline / llama-completion':<34}{'':8}{'':9}"
+                  f"{median(pairs):8.2f}   (each repeat: {', '.join(f'{x:.2f}' for x in pairs)})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--target", required=True)
@@ -84,63 +140,27 @@ def main() -> int:
     try:
         for name in args.prompts.split(","):
             prompt = templated(target, name)
-            ours: list[tuple[str, RunSettings, str | None]] = [
-                ("ours baseline", replace(base, track="baseline"), None)]
-            for k in [] if args.adaptive_only else ks:
-                ours += [
-                    (f"ours draft K={k}", replace(base, track="draft", draft_max=k,
-                                                  adaptive=False), draft),
-                    (f"ours lookup K={k}", replace(base, track="lookup", draft_max=k,
-                                                   adaptive=False), None),
-                ]
-            ours += [
-                ("ours draft adaptive", replace(base, track="draft", draft_max=16), draft),
-                ("ours lookup adaptive", replace(base, track="lookup", draft_max=16), None),
-            ]
-            theirs: list[tuple[str, list[str]]] = [
-                ("llama-completion", [str(tools / "llama-completion"), "-m", target, "-p",
-                                      prompt, "-no-cnv", *common])]
-            for k in ks:
-                theirs += [
-                    (f"llama-speculative-simple K={k}",
-                     [str(tools / "llama-speculative-simple"), "-m", target, "-md", draft,
-                      "--spec-type", "draft-simple", "--spec-draft-n-max", str(k), "-p", prompt,
-                      "-td", t, "-tbd", t, *common]),
-                    (f"llama-lookup K={k}",
-                     [str(tools / "llama-lookup"), "-m", target, "--spec-draft-n-max", str(k),
-                      "-p", prompt, *common]),
-                ]
+            steps = plan(args, ks, base, target, draft, tools, t, common, prompt)
             for rep in range(args.repeats):
-                for label, s, d in ours:
-                    r = session.run(target, d, prompt, s)
-                    rows[(name, label)].append(r.tokens_per_second)
-                    if r.acceptance_rate is not None:
-                        acc[(name, label)].append(r.acceptance_rate)
-                    print(f"  [{rep}] {name} {label}: {r.tokens_per_second:.2f} tok/s "
-                          f"({r.prompt_tokens} prompt tokens)", file=sys.stderr, flush=True)
-                if args.skip_theirs:
-                    continue
-                session.close()  # free the memory and the cores for the C++ tools
-                for label, cmd in theirs:
-                    res = run_tool(cmd)
-                    rows[(name, label)].append(res["tps"])
-                    if res.get("n_drafted"):
-                        acc[(name, label)].append(res["n_accept"] / res["n_drafted"])
-                    print(f"  [{rep}] {name} {label}: {res['tps']:.2f} tok/s",
-                          file=sys.stderr, flush=True)
+                # Each of our configurations runs right next to llama.cpp's counterpart, so
+                # that the machine's drifts (10-20% here within minutes) hit both alike.
+                for label, job in steps:
+                    if isinstance(job, list):
+                        res = run_tool(job)
+                        tps, rate = res["tps"], (res["n_accept"] / res["n_drafted"]
+                                                 if res.get("n_drafted") else None)
+                    else:
+                        settings, d = job
+                        r = session.run(target, d, prompt, settings)
+                        tps, rate = r.tokens_per_second, r.acceptance_rate
+                    rows[(name, label)].append(tps)
+                    if rate is not None:
+                        acc[(name, label)].append(rate)
+                    print(f"  [{rep}] {name} {label}: {tps:.2f} tok/s", file=sys.stderr,
+                          flush=True)
     finally:
         session.close()
-    print(f"{'prompt':<11}{'configuration':<34}{'tok/s':>8}{'speedup':>9}{'accept':>8}")
-    for name in args.prompts.split(","):
-        ours_base = median(rows[(name, "ours baseline")])
-        their_base = median(rows.get((name, "llama-completion"), [])) or float("nan")
-        for (pname, label), values in rows.items():
-            if pname != name:
-                continue
-            ref = ours_base if label.startswith("ours") else their_base
-            a = acc.get((name, label))
-            print(f"{name:<11}{label:<34}{median(values):8.2f}{median(values) / ref:9.2f}"
-                  f"{median(a) if a else float('nan'):8.2f}")
+    print_table(args.prompts.split(","), rows, acc)
     return 0
 
 

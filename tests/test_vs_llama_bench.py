@@ -1,0 +1,52 @@
+"""benchmarks.vs_llama_cpp: pairing of ours with llama.cpp's tools, and the table's ratios."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from app.core.events import RunSettings
+from benchmarks.vs_llama_cpp import plan, print_table, run_tool
+
+
+def test_each_configuration_runs_next_to_its_llama_cpp_counterpart() -> None:
+    args = argparse.Namespace(skip_theirs=False, adaptive_only=False)
+    steps = plan(args, [4], RunSettings(), "t.gguf", "d.gguf", Path("/bin"), "2", [], "p")
+    assert [label for label, _ in steps] == [
+        "ours baseline", "llama-completion",
+        "ours draft K=4", "llama-speculative-simple K=4",
+        "ours lookup K=4", "llama-lookup K=4",
+        "ours draft adaptive", "ours lookup adaptive",
+    ]
+    settings, draft = steps[2][1]  # type: ignore[misc]
+    assert (settings.track, settings.draft_max, settings.adaptive, draft) == (
+        "draft", 4, False, "d.gguf")
+    only = plan(argparse.Namespace(skip_theirs=True, adaptive_only=True), [4], RunSettings(),
+                "t.gguf", "d.gguf", Path("/bin"), "2", [], "p")
+    assert [label for label, _ in only] == [
+        "ours baseline", "ours draft adaptive", "ours lookup adaptive"]
+
+
+def test_paired_speedup_cancels_a_drift_between_repeats(capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    # The machine ran twice as fast in the second repeat: each repeat's own ratio is 1.5,
+    # the ratio of medians is not.
+    rows = {("p", "ours baseline"): [4.0, 8.0, 8.0], ("p", "ours lookup K=4"): [6.0, 12.0, 6.0],
+            ("p", "llama-completion"): [4.0, 10.0, 8.0]}
+    print_table(["p"], rows, {})
+    out = capsys.readouterr().out.splitlines()
+    lookup = next(line for line in out if "ours lookup K=4" in line).split()
+    assert lookup[-4:-1] == ["6.00", "0.75", "1.50"]  # tok/s, ratio of medians, paired
+    pairing = next(line for line in out if "ours baseline / llama-completion" in line)
+    assert "1.00   (each repeat: 1.00, 0.80, 1.00)" in pairing
+
+
+def test_run_tool_reads_speed_and_draft_counts() -> None:
+    script = ("echo 'decoded 128 tokens in 10.00 seconds, speed: 12.80 t/s' >&2; "
+              "echo 'n_drafted = 100'; echo 'n_accept  = 55'")
+    found = run_tool(["sh", "-c", script])
+    assert found == {"tps": 12.8, "n_drafted": 100.0, "n_accept": 55.0}
+    with pytest.raises(RuntimeError, match="no speed"):
+        run_tool(["sh", "-c", "echo nothing"])
