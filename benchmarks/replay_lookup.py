@@ -11,7 +11,7 @@ of an earlier passage (an upper bound for any lookup drafter).
     # record answers and batch costs once (needs the model; a few minutes):
     .venv/bin/python -m benchmarks.replay_lookup record --target qwen2.5-coder-1.5b-f16 \
         --out benchmarks/data/replay_f16.json
-    # replay (milliseconds):
+    # replay (milliseconds); --breakdown adds where the steps go:
     .venv/bin/python -m benchmarks.replay_lookup replay benchmarks/data/replay_f16.json
 """
 
@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from app.core.adaptive import CostModel
@@ -86,19 +87,45 @@ class Oracle:
         pass
 
 
-def replay(data: dict[str, Any], name: str, make: Callable[[CostModel, list[int], list[int]],
-           Any], k_max: int, adaptive: bool, n_tokens: int) -> tuple[float, float]:
-    """(speedup over baseline, acceptance) of one drafter on one recorded answer."""
+@dataclass
+class Tally:
+    """Where one replayed drafter's time went, in target steps (a plain step is 1)."""
+
+    tokens: int = 0
+    rounds: int = 0
+    steps: float = 0.0
+    empty_rounds: int = 0  # nothing drafted: a plain step
+    missed_rounds: int = 0  # drafts proposed, the first one rejected
+    drafted: int = 0
+    accepted: int = 0
+    wasted_steps: float = 0.0  # verify cost of the rejected drafts
+
+    @property
+    def speedup(self) -> float:
+        return self.tokens / self.steps if self.steps else 0.0
+
+    @property
+    def acceptance(self) -> float:
+        return self.accepted / max(1, self.drafted)
+
+
+def replay_tally(data: dict[str, Any], name: str, make: Callable[[CostModel, list[int],
+                 list[int]], Any], k_max: int, adaptive: bool, n_tokens: int) -> Tally:
+    """One drafter replayed on one recorded answer."""
     # The same cost model adaptive drafting uses: measured sizes exact, a fitted line between.
     costs = CostModel()
     for n, seconds in data["batches"].items():
         costs.observe(int(n), float(seconds))
-    cost = costs.batch
+
+    def steps(n: int) -> float:
+        return costs.batch(n) / costs.batch(1)
+
     prompt = data["prompts"][name]["prompt"]
     answer = data["prompts"][name]["answer"][:n_tokens]
     drafter = make(costs, prompt, answer)
-    pos, seconds, drafted, accepted_total = 0, 0.0, 0, 0
+    t = Tally(tokens=len(answer))
     first = adaptive  # the engine's first adaptive round is a plain, measuring step
+    pos = 0
     while pos < len(answer):
         limit = min(k_max, len(answer) - pos - 1)
         prop = Proposal() if first or limit <= 0 else drafter.propose(
@@ -109,11 +136,45 @@ def replay(data: dict[str, Any], name: str, make: Callable[[CostModel, list[int]
             accepted += 1
         if prop.tokens:
             drafter.observe(prop, accepted)
-            drafted += len(prop.tokens)
-            accepted_total += accepted
-        seconds += cost(len(prop.tokens) + 1)
+            t.drafted += len(prop.tokens)
+            t.accepted += accepted
+            t.missed_rounds += accepted == 0
+            t.wasted_steps += steps(len(prop.tokens) + 1) - steps(accepted + 1)
+        else:
+            t.empty_rounds += 1
+        t.rounds += 1
+        t.steps += steps(len(prop.tokens) + 1)
         pos += accepted + 1
-    return len(answer) / seconds * cost(1), accepted_total / max(1, drafted)
+    return t
+
+
+def replay(data: dict[str, Any], name: str, make: Callable[[CostModel, list[int], list[int]],
+           Any], k_max: int, adaptive: bool, n_tokens: int) -> tuple[float, float]:
+    """(speedup over baseline, acceptance) of one drafter on one recorded answer."""
+    t = replay_tally(data, name, make, k_max, adaptive, n_tokens)
+    return t.speedup, t.acceptance
+
+
+def print_breakdown(data: dict[str, Any], n_tokens: int) -> None:
+    """Where the steps go: llama-lookup's best K, our adaptive drafter and the oracle."""
+    print(f"\n# where the steps go ({n_tokens} tokens; steps = plain target steps)")
+    print(f"{'prompt':<11}{'drafter':<18}{'speedup':>8}{'steps':>7}{'rounds':>7}{'empty':>6}"
+          f"{'missed':>7}{'tok/round':>10}{'wasted':>7}")
+    for name in data["prompts"]:
+        fixed = [(f"llama-lookup K={k}", replay_tally(
+            data, name, lambda c, p, a: PromptLookup(1, 4, False, c), k, False, n_tokens))
+            for k in (2, 4, 8)]
+        rows = [
+            max(fixed, key=lambda row: row[1].speedup),
+            ("ours adaptive", replay_tally(
+                data, name, lambda c, p, a: PromptLookup(1, 4, True, c), 16, True, n_tokens)),
+            ("oracle", replay_tally(
+                data, name, lambda c, p, a: Oracle(len(p), a), 16, False, n_tokens)),
+        ]
+        for label, t in rows:
+            print(f"{name:<11}{label:<18}{t.speedup:8.2f}{t.steps:7.1f}{t.rounds:7d}"
+                  f"{t.empty_rounds:6d}{t.missed_rounds:7d}{t.tokens / t.rounds:10.2f}"
+                  f"{t.wasted_steps:7.1f}")
 
 
 def main() -> int:
@@ -128,6 +189,9 @@ def main() -> int:
     rep = sub.add_parser("replay")
     rep.add_argument("file")
     rep.add_argument("--tokens", type=int, default=128)
+    rep.add_argument("--breakdown", action="store_true",
+                     help="also print where the steps go: rounds, empty and missed rounds, "
+                          "tokens per round, steps spent verifying rejected drafts")
     args = ap.parse_args()
     if args.cmd == "record":
         record(args.target, args.out, args.max_tokens, args.threads)
@@ -147,6 +211,8 @@ def main() -> int:
         sp, acc = replay(data, name, lambda c, p, a: Oracle(len(p), a), 16, False, args.tokens)
         cells.append(f"oracle {sp:.2f}")
         print(f"{name:<11}" + "  ".join(cells))
+    if args.breakdown:
+        print_breakdown(data, args.tokens)
     return 0
 
 
