@@ -38,14 +38,25 @@ EVAL = re.compile(r"\beval time =\s+([\d.]+) ms /\s+(\d+) runs")
 COUNT = re.compile(r"\b(n_drafted|n_accept)\s*=\s*(\d+)")
 
 
-def run_tool(args: list[str]) -> dict[str, float]:
+def run_tool(args: list[str], n_tokens: int | None = None) -> dict[str, float]:
+    """Run one of llama.cpp's tools; its decode speed and draft counts.
+
+    llama-lookup and llama-speculative-simple stop only once they have passed the requested
+    tokens (at least one more, llama-lookup up to a whole round of K more) and llama-lookup
+    takes its first token from the prompt's logits, outside its timed loop; reaching
+    ``n_tokens`` took the whole timed loop all the same, so with ``n_tokens`` the speed is
+    counted at exactly that many tokens, as ours is ("printed_tps" keeps theirs).
+    """
     proc = subprocess.run(args, capture_output=True, text=True, timeout=1800)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise RuntimeError(f"{Path(args[0]).name} failed: {out[-800:]}")
     found: dict[str, float] = {}
     if m := SPEED.search(out):
-        found["tps"] = float(m.group(3))
+        found["printed_tps"] = float(m.group(3))
+        found["n_decoded"] = float(m.group(1))
+        counted = min(int(m.group(1)), n_tokens) if n_tokens else int(m.group(1))
+        found["tps"] = counted / float(m.group(2))
     elif m := EVAL.search(out):
         found["tps"] = int(m.group(2)) / (float(m.group(1)) / 1000.0)
     for key, value in COUNT.findall(out):
@@ -66,22 +77,29 @@ def plan(args: argparse.Namespace, ks: list[int], base: RunSettings, target: str
     if theirs:
         steps.append(("llama-completion", [str(tools / "llama-completion"), "-m", target, "-p",
                                            prompt, "-no-cnv", *common]))
+    wanted = set(args.tracks.split(","))
     for k in [] if args.adaptive_only else ks:
-        steps.append((f"ours draft K={k}",
-                      (replace(base, track="draft", draft_max=k, adaptive=False), draft)))
-        if theirs:
+        if "draft" in wanted:
+            steps.append((f"ours draft K={k}",
+                          (replace(base, track="draft", draft_max=k, adaptive=False), draft)))
+        if theirs and "draft" in wanted:
             steps.append((f"llama-speculative-simple K={k}",
                           [str(tools / "llama-speculative-simple"), "-m", target, "-md", draft,
                            "--spec-type", "draft-simple", "--spec-draft-n-max", str(k), "-p",
                            prompt, "-td", t, "-tbd", t, *common]))
-        steps.append((f"ours lookup K={k}",
-                      (replace(base, track="lookup", draft_max=k, adaptive=False), None)))
-        if theirs:
+        if "lookup" in wanted:
+            steps.append((f"ours lookup K={k}",
+                          (replace(base, track="lookup", draft_max=k, adaptive=False), None)))
+        if theirs and "lookup" in wanted:
             steps.append((f"llama-lookup K={k}",
                           [str(tools / "llama-lookup"), "-m", target, "--spec-draft-n-max",
                            str(k), "-p", prompt, *common]))
-    steps.append(("ours draft adaptive", (replace(base, track="draft", draft_max=16), draft)))
-    steps.append(("ours lookup adaptive", (replace(base, track="lookup", draft_max=16), None)))
+    if "draft" in wanted:
+        steps.append(("ours draft adaptive", (replace(base, track="draft", draft_max=16),
+                                              draft)))
+    if "lookup" in wanted:
+        steps.append(("ours lookup adaptive", (replace(base, track="lookup", draft_max=16),
+                                               None)))
     return steps
 
 
@@ -121,6 +139,8 @@ def main() -> int:
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--tools", default=str(TOOLS))
     ap.add_argument("--skip-theirs", action="store_true")
+    ap.add_argument("--tracks", default="draft,lookup",
+                    help="which speculating tracks to run (baselines always run)")
     ap.add_argument("--adaptive-only", action="store_true",
                     help="only baseline and the adaptive tracks (ours)")
     args = ap.parse_args()
@@ -146,17 +166,19 @@ def main() -> int:
                 # that the machine's drifts (10-20% here within minutes) hit both alike.
                 for label, job in steps:
                     if isinstance(job, list):
-                        res = run_tool(job)
+                        res = run_tool(job, args.max_tokens)
                         tps, rate = res["tps"], (res["n_accept"] / res["n_drafted"]
                                                  if res.get("n_drafted") else None)
+                        note = (f" (printed {res['printed_tps']:.2f} for "
+                                f"{res['n_decoded']:.0f} tokens)" if "printed_tps" in res else "")
                     else:
                         settings, d = job
                         r = session.run(target, d, prompt, settings)
-                        tps, rate = r.tokens_per_second, r.acceptance_rate
+                        tps, rate, note = r.tokens_per_second, r.acceptance_rate, ""
                     rows[(name, label)].append(tps)
                     if rate is not None:
                         acc[(name, label)].append(rate)
-                    print(f"  [{rep}] {name} {label}: {tps:.2f} tok/s", file=sys.stderr,
+                    print(f"  [{rep}] {name} {label}: {tps:.2f} tok/s{note}", file=sys.stderr,
                           flush=True)
     finally:
         session.close()

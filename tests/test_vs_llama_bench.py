@@ -12,7 +12,7 @@ from benchmarks.vs_llama_cpp import plan, print_table, run_tool
 
 
 def test_each_configuration_runs_next_to_its_llama_cpp_counterpart() -> None:
-    args = argparse.Namespace(skip_theirs=False, adaptive_only=False)
+    args = argparse.Namespace(skip_theirs=False, adaptive_only=False, tracks="draft,lookup")
     steps = plan(args, [4], RunSettings(), "t.gguf", "d.gguf", Path("/bin"), "2", [], "p")
     assert [label for label, _ in steps] == [
         "ours baseline", "llama-completion",
@@ -23,10 +23,16 @@ def test_each_configuration_runs_next_to_its_llama_cpp_counterpart() -> None:
     settings, draft = steps[2][1]  # type: ignore[misc]
     assert (settings.track, settings.draft_max, settings.adaptive, draft) == (
         "draft", 4, False, "d.gguf")
-    only = plan(argparse.Namespace(skip_theirs=True, adaptive_only=True), [4], RunSettings(),
+    only = plan(argparse.Namespace(skip_theirs=True, adaptive_only=True, tracks="draft,lookup"),
+                [4], RunSettings(),
                 "t.gguf", "d.gguf", Path("/bin"), "2", [], "p")
     assert [label for label, _ in only] == [
         "ours baseline", "ours draft adaptive", "ours lookup adaptive"]
+    lookup = plan(argparse.Namespace(skip_theirs=False, adaptive_only=False, tracks="lookup"),
+                  [8], RunSettings(), "t.gguf", "d.gguf", Path("/bin"), "2", [], "p")
+    assert [label for label, _ in lookup] == [
+        "ours baseline", "llama-completion", "ours lookup K=8", "llama-lookup K=8",
+        "ours lookup adaptive"]
 
 
 def test_paired_speedup_cancels_a_drift_between_repeats(capsys: pytest.CaptureFixture[str]
@@ -47,6 +53,9 @@ def test_run_tool_reads_speed_and_draft_counts() -> None:
     script = ("echo 'decoded 128 tokens in 10.00 seconds, speed: 12.80 t/s' >&2; "
               "echo 'n_drafted = 100'; echo 'n_accept  = 55'")
     found = run_tool(["sh", "-c", script])
-    assert found == {"tps": 12.8, "n_drafted": 100.0, "n_accept": 55.0}
+    assert found == {"tps": 12.8, "printed_tps": 12.8, "n_decoded": 128.0,
+                     "n_drafted": 100.0, "n_accept": 55.0}
+    # llama-lookup ran past the 120 tokens asked for: counted at 120, in the same time.
+    assert run_tool(["sh", "-c", script], 120)["tps"] == pytest.approx(12.0)
     with pytest.raises(RuntimeError, match="no speed"):
         run_tool(["sh", "-c", "echo nothing"])
