@@ -155,21 +155,30 @@ def replay(data: dict[str, Any], name: str, make: Callable[[CostModel, list[int]
     return t.speedup, t.acceptance
 
 
+def llama_lookup(costs: CostModel, prompt: list[int], answer: list[int]) -> PromptLookup:
+    return PromptLookup(1, 4, False, costs)  # our fixed-K mode drafts exactly as llama-lookup
+
+
+def ours_adaptive(costs: CostModel, prompt: list[int], answer: list[int]) -> PromptLookup:
+    return PromptLookup(1, 4, True, costs)
+
+
+def oracle(costs: CostModel, prompt: list[int], answer: list[int]) -> Oracle:
+    return Oracle(len(prompt), answer)
+
+
 def print_breakdown(data: dict[str, Any], n_tokens: int) -> None:
     """Where the steps go: llama-lookup's best K, our adaptive drafter and the oracle."""
     print(f"\n# where the steps go ({n_tokens} tokens; steps = plain target steps)")
     print(f"{'prompt':<11}{'drafter':<18}{'speedup':>8}{'steps':>7}{'rounds':>7}{'empty':>6}"
           f"{'missed':>7}{'tok/round':>10}{'wasted':>7}")
     for name in data["prompts"]:
-        fixed = [(f"llama-lookup K={k}", replay_tally(
-            data, name, lambda c, p, a: PromptLookup(1, 4, False, c), k, False, n_tokens))
-            for k in (2, 4, 8)]
+        fixed = [(f"llama-lookup K={k}", replay_tally(data, name, llama_lookup, k, False,
+                                                       n_tokens)) for k in (2, 4, 8)]
         rows = [
             max(fixed, key=lambda row: row[1].speedup),
-            ("ours adaptive", replay_tally(
-                data, name, lambda c, p, a: PromptLookup(1, 4, True, c), 16, True, n_tokens)),
-            ("oracle", replay_tally(
-                data, name, lambda c, p, a: Oracle(len(p), a), 16, False, n_tokens)),
+            ("ours adaptive", replay_tally(data, name, ours_adaptive, 16, True, n_tokens)),
+            ("oracle", replay_tally(data, name, oracle, 16, False, n_tokens)),
         ]
         for label, t in rows:
             print(f"{name:<11}{label:<18}{t.speedup:8.2f}{t.steps:7.1f}{t.rounds:7d}"
@@ -202,13 +211,11 @@ def main() -> int:
     for name in data["prompts"]:
         cells = []
         for k in (2, 4, 8):
-            sp, acc = replay(data, name, lambda c, p, a: PromptLookup(1, 4, False, c), k,
-                             False, args.tokens)
+            sp, acc = replay(data, name, llama_lookup, k, False, args.tokens)
             cells.append(f"K={k} {sp:.2f}/{acc:.2f}")
-        sp, acc = replay(data, name, lambda c, p, a: PromptLookup(1, 4, True, c), 16, True,
-                         args.tokens)
+        sp, acc = replay(data, name, ours_adaptive, 16, True, args.tokens)
         cells.append(f"adaptive {sp:.2f}/{acc:.2f}")
-        sp, acc = replay(data, name, lambda c, p, a: Oracle(len(p), a), 16, False, args.tokens)
+        sp, acc = replay(data, name, oracle, 16, False, args.tokens)
         cells.append(f"oracle {sp:.2f}")
         print(f"{name:<11}" + "  ".join(cells))
     if args.breakdown:

@@ -132,6 +132,9 @@ class PromptLookup:
                 or count < LAX_MIN_SHARE.get(n, DEFAULT_MIN_SHARE) * total
             ):
                 continue  # llama.cpp falls back to a shorter n-gram
+            if not self.adaptive:
+                # Fixed K only needs the token: agreement weighs adaptive drafts.
+                return Vote(token, n, count / total)
             context = max(
                 (
                     self._context_length(text, p, n)
