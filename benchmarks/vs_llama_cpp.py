@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from app.core.events import RunSettings
+from app.core.events import RunResult, RunSettings
 from app.core.models.library import resolve_model
 from app.core.session import Session
 from benchmarks.common import (
@@ -103,6 +103,20 @@ def plan(args: argparse.Namespace, ks: list[int], base: RunSettings, target: str
     return steps
 
 
+def plan_inputs(session: Session, result: RunResult) -> str:
+    """What adaptive drafting planned from, as it stood after the run: the learned costs
+    (in plain steps), the draft pair's acceptance so far, and what it then drafted."""
+    costs = session.learned_costs()
+    if costs is None or not costs.step or result.n_rounds == 0:
+        return ""
+    sizes = ", ".join(f"{n}: {costs.batch(n) / costs.step:.2f}" for n in (2, 5, 9, 17))
+    learned = session.learned_acceptance() if "draft" in result.track else None
+    chance = f", pair's acceptance {learned[0]:.3f} of {learned[1]}" if learned else ""
+    return (f" [step {costs.step * 1000:.1f} ms, draft step {costs.draft_step / costs.step:.2f},"
+            f" batch {sizes}{chance}; drafted {result.n_drafted / result.n_rounds:.1f}/round"
+            f" in {result.n_rounds} rounds]")
+
+
 def print_table(prompts: list[str], rows: dict[tuple[str, str], list[float]],
                 acc: dict[tuple[str, str], list[float]]) -> None:
     """Medians of tokens/s, and of each repeat's speedup over its own side's baseline of
@@ -174,7 +188,8 @@ def main() -> int:
                     else:
                         settings, d = job
                         r = session.run(target, d, prompt, settings)
-                        tps, rate, note = r.tokens_per_second, r.acceptance_rate, ""
+                        tps, rate = r.tokens_per_second, r.acceptance_rate
+                        note = plan_inputs(session, r) if settings.adaptive else ""
                     rows[(name, label)].append(tps)
                     if rate is not None:
                         acc[(name, label)].append(rate)

@@ -124,6 +124,18 @@ class Session:
         self.close_target()
         self.close_draft()
 
+    def learned_costs(self) -> CostModel | None:
+        """What adaptive drafting has measured for the loaded target, if anything."""
+        return self.costs.get(self._target_key) if self._target_key else None
+
+    def learned_acceptance(self) -> tuple[float, int] | None:
+        """The loaded draft pair's acceptance rate so far, and over how many drafts."""
+        if self.target is None or self.draft is None:
+            return None
+        bands = self.draft_bands.get((self.target.path, self.draft.path))
+        seen = sum(b[1] for b in bands) if bands else 0
+        return (sum(b[0] for b in bands) / seen, int(seen)) if bands and seen else None
+
     # -- running --------------------------------------------------------------------------
     def run(
         self,
