@@ -35,6 +35,9 @@ from benchmarks.common import (
 TOOLS = Path.home() / ".cache/decodelab/llama-tools/build-0.3.36/bin"
 SPEED = re.compile(r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds, speed:\s+([\d.]+) t/s")
 EVAL = re.compile(r"\beval time =\s+([\d.]+) ms /\s+(\d+) runs")
+PROMPT_EVAL = re.compile(r"prompt eval time =\s+([\d.]+) ms")
+ENCODED = re.compile(r"encoded\s+\d+ tokens in\s+([\d.]+) seconds")
+DRAFT_MS = re.compile(r"\bt_draft\s*=\s*([\d.]+) ms")
 COUNT = re.compile(r"\b(n_drafted|n_accept)\s*=\s*(\d+)")
 
 
@@ -52,13 +55,26 @@ def run_tool(args: list[str], n_tokens: int | None = None) -> dict[str, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"{Path(args[0]).name} failed: {out[-800:]}")
     found: dict[str, float] = {}
+    evals, batches = EVAL.findall(out), PROMPT_EVAL.findall(out)
+    if evals:
+        # The target's perf print comes last (llama-speculative-simple prints the draft's
+        # first). llama.cpp files a decode of one token under "eval", of several (the
+        # prompt, and every verify batch) under "prompt eval".
+        found["eval_ms"], found["eval_runs"] = float(evals[-1][0]), float(evals[-1][1])
+    if batches:
+        found["batch_ms"] = float(batches[-1])
+    if m := ENCODED.search(out):
+        found["encode_s"] = float(m.group(1))
+    if m := DRAFT_MS.search(out):
+        found["draft_ms"] = float(m.group(1))
     if m := SPEED.search(out):
         found["printed_tps"] = float(m.group(3))
         found["n_decoded"] = float(m.group(1))
+        found["seconds"] = float(m.group(2))
         counted = min(int(m.group(1)), n_tokens) if n_tokens else int(m.group(1))
         found["tps"] = counted / float(m.group(2))
-    elif m := EVAL.search(out):
-        found["tps"] = int(m.group(2)) / (float(m.group(1)) / 1000.0)
+    elif evals:
+        found["tps"] = found["eval_runs"] / (found["eval_ms"] / 1000.0)
     for key, value in COUNT.findall(out):
         found[key] = float(value)
     if "tps" not in found:
@@ -101,6 +117,26 @@ def plan(args: argparse.Namespace, ks: list[int], base: RunSettings, target: str
         steps.append(("ours lookup adaptive", (replace(base, track="lookup", draft_max=16),
                                                None)))
     return steps
+
+
+def their_time_split(res: dict[str, float]) -> str:
+    """Where a llama.cpp tool's decode loop spent its time (the target's decodes, drafting,
+    the rest), to set against ours at identical drafts."""
+    if not {"seconds", "eval_ms", "batch_ms", "encode_s"} <= res.keys():
+        return ""
+    # Its multi-token decodes include the prompt, timed apart as "encoded".
+    batched = res["batch_ms"] / 1000.0 - res["encode_s"]
+    single, draft = res["eval_ms"] / 1000.0, res.get("draft_ms", 0.0) / 1000.0
+    rest = res["seconds"] - batched - single - draft
+    return (f" [target decode {batched + single:.2f} s ({res['eval_runs']:.0f} single-token"
+            f" calls {single:.2f} s), draft {draft:.2f} s, rest {rest:.2f} s]")
+
+
+def our_time_split(r: RunResult) -> str:
+    calls = r.n_generated - r.n_accepted
+    rest = r.generation_seconds - r.verify_seconds - r.draft_seconds
+    return (f" [verify {r.verify_seconds:.2f} s in {calls} calls, draft {r.draft_seconds:.2f} s,"
+            f" rest {rest:.2f} s]")
 
 
 def plan_inputs(session: Session, result: RunResult) -> str:
@@ -185,11 +221,13 @@ def main() -> int:
                                                  if res.get("n_drafted") else None)
                         note = (f" (printed {res['printed_tps']:.2f} for "
                                 f"{res['n_decoded']:.0f} tokens)" if "printed_tps" in res else "")
+                        note += their_time_split(res)
                     else:
                         settings, d = job
                         r = session.run(target, d, prompt, settings)
                         tps, rate = r.tokens_per_second, r.acceptance_rate
-                        note = plan_inputs(session, r) if settings.adaptive else ""
+                        note = our_time_split(r)
+                        note += plan_inputs(session, r) if settings.adaptive else ""
                     rows[(name, label)].append(tps)
                     if rate is not None:
                         acc[(name, label)].append(rate)

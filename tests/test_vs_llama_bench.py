@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.core.events import RunSettings
-from benchmarks.vs_llama_cpp import plan, print_table, run_tool
+from benchmarks.vs_llama_cpp import plan, print_table, run_tool, their_time_split
 
 
 def test_each_configuration_runs_next_to_its_llama_cpp_counterpart() -> None:
@@ -53,9 +53,29 @@ def test_run_tool_reads_speed_and_draft_counts() -> None:
     script = ("echo 'decoded 128 tokens in 10.00 seconds, speed: 12.80 t/s' >&2; "
               "echo 'n_drafted = 100'; echo 'n_accept  = 55'")
     found = run_tool(["sh", "-c", script])
-    assert found == {"tps": 12.8, "printed_tps": 12.8, "n_decoded": 128.0,
+    assert found == {"tps": 12.8, "printed_tps": 12.8, "n_decoded": 128.0, "seconds": 10.0,
                      "n_drafted": 100.0, "n_accept": 55.0}
     # llama-lookup ran past the 120 tokens asked for: counted at 120, in the same time.
     assert run_tool(["sh", "-c", script], 120)["tps"] == pytest.approx(12.0)
     with pytest.raises(RuntimeError, match="no speed"):
         run_tool(["sh", "-c", "echo nothing"])
+
+
+def test_time_split_of_a_tool_takes_the_targets_perf_print() -> None:
+    # llama-speculative-simple prints the draft's perf first, then the target's; a decode
+    # of several tokens (prompt included) counts as "prompt eval".
+    script = ("echo 'encoded  340 tokens in    3.000 seconds, speed: 113.000 t/s' >&2; "
+              "echo 'decoded 128 tokens in 10.00 seconds, speed: 12.80 t/s' >&2; "
+              "echo 't_draft      = 500.00 ms, 3.00 us per token'; "
+              "echo 'prompt eval time =  900.00 ms /   340 tokens'; "
+              "echo '       eval time =  1000.00 ms /    90 runs'; "
+              "echo 'prompt eval time =  9000.00 ms /   400 tokens'; "
+              "echo '       eval time =  2000.00 ms /    20 runs'")
+    found = run_tool(["sh", "-c", script])
+    assert (found["eval_ms"], found["eval_runs"], found["batch_ms"], found["draft_ms"]) == (
+        2000.0, 20.0, 9000.0, 500.0)
+    assert their_time_split(found) == (
+        " [target decode 8.00 s (20 single-token calls 2.00 s), draft 0.50 s, rest 1.50 s]")
+    # llama-completion prints no "decoded" line: its speed comes from the eval line.
+    only_eval = "echo '       eval time =  1000.00 ms /    10 runs'"
+    assert run_tool(["sh", "-c", only_eval])["tps"] == pytest.approx(10.0)
