@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,37 @@ def test_draft_model_probes_with_backoff_when_acceptance_is_too_low(tiny_draft: 
     rejected = [[0.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
     probes = _probe_rounds(tiny_draft, 0.01, rejected, 7 * PROBE_EVERY + 3)
     assert probes == [PROBE_EVERY, 3 * PROBE_EVERY, 7 * PROBE_EVERY]
+
+
+def test_best_length_charges_a_fixed_overhead_to_any_drafting_round() -> None:
+    c = CostModel()
+    for n in range(1, 10):
+        c.observe(n, 0.1 * (1 + 0.2 * (n - 1)))
+    assert best_length([0.9] * 8, c) > 0
+    # 0.5 s to pay first (five plain steps): no draft of these brings that back.
+    assert best_length([0.9] * 8, c, overhead=0.5) == 0
+
+
+def test_draft_model_weighs_its_catch_up_after_plain_steps(tiny_draft: Path) -> None:
+    """A good draft whose cache is 200 tokens behind: catching up (estimated 200 x 0.15
+    draft steps) costs more than any draft gains, so the round is a plain step; the same
+    draft in sync drafts."""
+    from app.core.drafters import CONFIDENCE_BANDS, DraftModel
+    from app.core.llama_backend import LoadedModel, LoadOptions
+    from app.core.sampling import SamplerSettings
+
+    costs = CostModel()
+    for n, seconds in ((1, 0.10), (2, 0.12), (5, 0.18)):
+        costs.observe(n, seconds)
+    costs.observe_draft_step(0.03)
+    accepted = [[50.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
+    history = [1 + i % 50 for i in range(201)]
+    model = LoadedModel(tiny_draft, LoadOptions(n_ctx=256, threads=1))
+    try:
+        drafter = DraftModel(model, SamplerSettings(0.0, 40, 1.0, 0.0), 0.75, True, costs,
+                             np.random.default_rng(0), accepted)
+        assert drafter.propose(history, 8).tokens == []
+        drafter.prefill(history, threading.Event())
+        assert len(drafter.propose(history, 8).tokens) > 0
+    finally:
+        model.close()

@@ -26,10 +26,28 @@ class CostModel:
         self.max_batch = max_batch
         self._seconds: dict[int, float] = {}
         self.draft_step: float = 0.0
+        self.catch_up_per_token: float = 0.0
 
     def observe(self, n_tokens: int, seconds: float) -> None:
         old = self._seconds.get(n_tokens)
         self._seconds[n_tokens] = seconds if old is None else old + EMA * (seconds - old)
+
+    def observe_catch_up(self, tokens: int, seconds: float) -> None:
+        """A draft batch of ``tokens`` that brought its cache up to the text."""
+        per_token = seconds / tokens
+        if self.catch_up_per_token == 0.0:
+            self.catch_up_per_token = per_token
+        else:
+            self.catch_up_per_token += EMA * (per_token - self.catch_up_per_token)
+
+    def catch_up(self, tokens: int) -> float:
+        """Estimated seconds for the draft to catch up on ``tokens`` (prior: a batch of n
+        costs 1 + PRIOR_SLOPE (n - 1) draft steps)."""
+        if tokens <= 0:
+            return 0.0
+        if self.catch_up_per_token:
+            return tokens * self.catch_up_per_token
+        return self.draft_step * PRIOR_SLOPE * tokens
 
     def observe_draft_step(self, seconds: float) -> None:
         if self.draft_step == 0.0:
@@ -78,17 +96,20 @@ def best_length(
     costs: CostModel,
     draft_cost_per_token: float = 0.0,
     min_length: int = 1,
+    overhead: float = 0.0,
 ) -> int:
     """The prefix length of ``chances`` with the highest expected tokens per second.
 
-    Returns 0 when no prefix of at least ``min_length`` beats a plain single step.
+    ``overhead``: seconds a drafting round pays whatever its length (a draft model that
+    must first catch up on the tokens of the plain steps before it). Returns 0 when no
+    prefix of at least ``min_length`` beats a plain single step.
     """
     best_k, best_rate = 0, 1.0 / costs.batch(1)
     run, gained = 1.0, 1.0
     for k, c in enumerate(chances, start=1):
         run *= c
         gained += run
-        cost = costs.batch(k + 1) + k * draft_cost_per_token
+        cost = costs.batch(k + 1) + k * draft_cost_per_token + overhead
         rate = gained / cost
         if k >= min_length and rate > best_rate:
             best_k, best_rate = k, rate

@@ -29,6 +29,8 @@ UNLIKELY = 0.35
 # batch of two costs 1.6 steps, probing every 8th round made adaptive Track 1 0.8x).
 PROBE_EVERY = 8
 MAX_PROBE_EVERY = 128
+# A draft batch longer than this, after plain steps, teaches what catching up costs.
+CATCH_UP_MIN = 4
 
 
 @dataclass
@@ -87,16 +89,29 @@ class DraftModel:
                 self.model.eval(prompt[:-1], 0)
         self._cached = list(prompt[:-1])
 
-    def _sync(self, history: list[int]) -> np.ndarray:
-        """Bring the draft's KV cache to ``history`` and return the next-token logits."""
+    def _common(self, history: list[int]) -> int:
+        """How many leading tokens of ``history`` the draft's KV cache already holds."""
         common = 0
         limit = min(len(self._cached), len(history) - 1)
         while common < limit and self._cached[common] == history[common]:
             common += 1
+        return common
+
+    def _lag(self, history: list[int]) -> int:
+        """Tokens the draft must evaluate before its first draft, beyond the usual one."""
+        return len(history) - 1 - self._common(history)
+
+    def _sync(self, history: list[int]) -> np.ndarray:
+        """Bring the draft's KV cache to ``history`` and return the next-token logits."""
+        common = self._common(history)
         self.model.trim(common)
         self._cached = self._cached[:common]
         todo = history[common:]
+        t0 = time.perf_counter()
         row = self.model.eval(todo, 1)[0]
+        if len(todo) > CATCH_UP_MIN:
+            extra = time.perf_counter() - t0 - self.costs.draft_step
+            self.costs.observe_catch_up(len(todo) - 1, max(0.0, extra))
         self._cached.extend(todo)
         return row
 
@@ -134,15 +149,20 @@ class DraftModel:
             # Plan the length from the pair's conditional acceptance so far and the measured
             # costs; while drafting, stop early only at a token that is likely rejected.
             typical = self.overall_chance()
-            plan = best_length([typical] * limit, self.costs, self.costs.draft_step, min_length)
+            # After plain steps the draft first catches up on them: that round pays for it.
+            catch_up = self.costs.catch_up(self._lag(history))
+            plan = best_length([typical] * limit, self.costs, self.costs.draft_step, min_length,
+                               catch_up)
             if plan:
                 self._skipped, self._probe_every = 0, PROBE_EVERY
             else:
                 self._skipped += 1
-                # When even certain acceptance would not pay for the measured costs, no
-                # acceptance a probe could find changes that: do not probe at all.
+                # When even certain acceptance would not pay for the measured costs and the
+                # probe's own catch-up, no acceptance a probe could find changes that: do
+                # not probe at all (on a Q4_K_M target here each probe's catch-up cost
+                # about 0.3 s, a tenth of the run's time with three of them).
                 certain = best_length([MAX_CHANCE] * limit, self.costs, self.costs.draft_step,
-                                      min_length)
+                                      min_length, catch_up)
                 if not certain or self._skipped < self._probe_every:
                     # A plain step, and not even a draft step to keep the draft's cache in
                     # sync: it catches up in one batch when drafting resumes.
