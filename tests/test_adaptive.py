@@ -52,6 +52,15 @@ def test_worth_extending_stops_when_marginal_gain_falls() -> None:
     assert not worth_extending([0.3, 0.3], 0.3, c, 0.0)
 
 
+def _measured_costs(draft_step: float) -> CostModel:
+    """A target step of 0.1 s, batches of 2 and 5 at 1.2 and 1.8 steps."""
+    costs = CostModel()
+    for n, seconds in ((1, 0.10), (2, 0.12), (5, 0.18)):
+        costs.observe(n, seconds)
+    costs.observe_draft_step(draft_step)
+    return costs
+
+
 def _probe_rounds(tiny_draft: Path, draft_step: float, bands: list[list[float]] | None,
                   rounds: int) -> list[int]:
     """The 1-based rounds in which adaptive Track 1 drafted, for fixed measured costs."""
@@ -59,10 +68,7 @@ def _probe_rounds(tiny_draft: Path, draft_step: float, bands: list[list[float]] 
     from app.core.llama_backend import LoadedModel, LoadOptions
     from app.core.sampling import SamplerSettings
 
-    costs = CostModel()
-    for n, seconds in ((1, 0.10), (2, 0.12), (5, 0.18)):
-        costs.observe(n, seconds)
-    costs.observe_draft_step(draft_step)
+    costs = _measured_costs(draft_step)
     model = LoadedModel(tiny_draft, LoadOptions(n_ctx=256, threads=1))
     try:
         drafter = DraftModel(model, SamplerSettings(0.0, 40, 1.0, 0.0), 0.75, True, costs,
@@ -109,10 +115,7 @@ def test_draft_model_weighs_its_catch_up_after_plain_steps(tiny_draft: Path) -> 
     from app.core.llama_backend import LoadedModel, LoadOptions
     from app.core.sampling import SamplerSettings
 
-    costs = CostModel()
-    for n, seconds in ((1, 0.10), (2, 0.12), (5, 0.18)):
-        costs.observe(n, seconds)
-    costs.observe_draft_step(0.03)
+    costs = _measured_costs(0.03)
     accepted = [[50.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
     history = [1 + i % 50 for i in range(201)]
     model = LoadedModel(tiny_draft, LoadOptions(n_ctx=256, threads=1))
@@ -124,3 +127,26 @@ def test_draft_model_weighs_its_catch_up_after_plain_steps(tiny_draft: Path) -> 
         assert len(drafter.propose(history, 8).tokens) > 0
     finally:
         model.close()
+
+
+def test_a_long_pause_does_not_rule_out_probing(tiny_draft: Path) -> None:
+    """Drafting is not paying (every draft rejected) and the draft is 200 tokens behind, a
+    catch-up of 1 s. Charged whole, not even certain acceptance would repay it in one
+    round, and drafting would never be tried again; spread over PROBE_EVERY rounds it is,
+    and the probe comes after PROBE_EVERY plain steps."""
+    from app.core.drafters import CONFIDENCE_BANDS, PROBE_EVERY, DraftModel
+    from app.core.llama_backend import LoadedModel, LoadOptions
+    from app.core.sampling import SamplerSettings
+
+    costs = _measured_costs(0.01)
+    costs.observe_catch_up(100, 0.5)
+    rejected = [[0.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
+    history = [1 + i % 50 for i in range(201)]
+    model = LoadedModel(tiny_draft, LoadOptions(n_ctx=256, threads=1))
+    try:
+        drafter = DraftModel(model, SamplerSettings(0.0, 40, 1.0, 0.0), 0.75, True, costs,
+                             np.random.default_rng(0), rejected)
+        sizes = [len(drafter.propose(history, 8).tokens) for _ in range(PROBE_EVERY)]
+    finally:
+        model.close()
+    assert sizes == [0] * (PROBE_EVERY - 1) + [1]

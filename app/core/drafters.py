@@ -158,11 +158,13 @@ class DraftModel:
             else:
                 self._skipped += 1
                 # When even certain acceptance would not pay for the measured costs and the
-                # probe's own catch-up, no acceptance a probe could find changes that: do
-                # not probe at all (on a Q4_K_M target here each probe's catch-up cost
-                # about 0.3 s, a tenth of the run's time with three of them).
+                # probe's catch-up, no acceptance a probe could find changes that: do not
+                # probe at all (on a Q4_K_M target here each probe's catch-up cost about
+                # 0.3 s, a tenth of the run's time with three of them). The catch-up is paid
+                # once for drafting that would go on, so it is spread over PROBE_EVERY
+                # rounds: a long pause must not rule out drafting for the rest of the run.
                 certain = best_length([MAX_CHANCE] * limit, self.costs, self.costs.draft_step,
-                                      min_length, catch_up)
+                                      min_length, catch_up / PROBE_EVERY)
                 if not certain or self._skipped < self._probe_every:
                     # A plain step, and not even a draft step to keep the draft's cache in
                     # sync: it catches up in one batch when drafting resumes.
