@@ -30,6 +30,23 @@ def test_cost_model_interpolates_measured_sizes() -> None:
     assert c.batch(1) == pytest.approx(0.12)
 
 
+def test_cost_model_keeps_batch_costs_in_steps_when_the_machine_drifts() -> None:
+    """Learned in a steady minute: a batch of 5 costs 1.5 steps, of 9 two. Then the machine
+    runs twice as fast while only batches are timed (a drafting run has no plain steps):
+    the step's estimate follows, and a batch of 5 still costs about 1.5 steps (separate
+    per-size averages made it 0.75: a batch cheaper than a step)."""
+    c = CostModel()
+    for _ in range(30):
+        for n, seconds in ((1, 0.20), (5, 0.30), (9, 0.40)):
+            c.observe(n, seconds)
+    for _ in range(20):
+        c.observe(5, 0.15)
+        c.observe(9, 0.20)
+    assert c.step == pytest.approx(0.10, rel=0.1)
+    assert c.batch(5) / c.batch(1) == pytest.approx(1.5, rel=0.1)
+    assert c.batch(9) / c.batch(1) == pytest.approx(2.0, rel=0.1)
+
+
 def test_best_length_trades_acceptance_against_batch_cost() -> None:
     c = CostModel()
     for n in range(1, 10):

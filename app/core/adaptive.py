@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 EMA = 0.2
+# Once a batch size has this many observations, each new one moves its shape by this much.
+SHAPE_EMA = 0.05
 # Before anything is measured: a batch of n costs about 1 + 0.15 (n - 1) single steps on a
 # CPU (LLAMA_NOTES / MODELS.md: 5 tokens about 1.6-2.6 steps, 9 about 2.5).
 PRIOR_SLOPE = 0.15
@@ -20,17 +22,46 @@ MAX_CHANCE = 0.99
 
 
 class CostModel:
-    """Seconds per target batch of n tokens, learned from the run itself."""
+    """Seconds per target batch of n tokens, learned from the run itself.
+
+    A batch of n costs ``level * shape[n]``: ``level`` is what a plain step costs now and
+    follows every observation quickly, since the whole machine drifts (10-20% within
+    minutes here); ``shape[n]`` (1 for a single step) is the batch's cost in steps, a
+    property of model and CPU, averaged over its observations and then moved only slowly.
+    Kept as separate per-size averages instead, a step measured during a slow minute and a
+    batch of 5 during a fast one made that batch look as cheap as a step (1.06 steps,
+    against 1.4-1.6), and adaptive Track 1 planned 4-token drafts where 8 paid.
+    """
 
     def __init__(self, max_batch: int = 33) -> None:
         self.max_batch = max_batch
-        self._seconds: dict[int, float] = {}
+        self._level: float | None = None
+        self._shape: dict[int, float] = {}
+        self._count: dict[int, int] = {}
         self.draft_step: float = 0.0
         self.catch_up_per_token: float = 0.0
 
     def observe(self, n_tokens: int, seconds: float) -> None:
-        old = self._seconds.get(n_tokens)
-        self._seconds[n_tokens] = seconds if old is None else old + EMA * (seconds - old)
+        n = n_tokens
+        count = self._count.get(n, 0)
+        self._count[n] = count + 1
+        if n == 1 and count == 0:
+            # The first plain step fixes the unit: sizes seen before keep their seconds.
+            if self._level is not None:
+                for size in self._shape:
+                    self._shape[size] *= self._level / seconds
+            self._level = seconds
+            self._shape[1] = 1.0
+            return
+        if self._level is None:
+            self._level = seconds / (1.0 + PRIOR_SLOPE * (n - 1))
+        if count == 0:
+            self._shape[n] = seconds / self._level
+            return
+        if n != 1:
+            weight = max(SHAPE_EMA, 1.0 / (count + 1))
+            self._shape[n] += weight * (seconds / self._level - self._shape[n])
+        self._level += EMA * (seconds / self._shape[n] - self._level)
 
     def observe_catch_up(self, tokens: int, seconds: float) -> None:
         """A draft batch of ``tokens`` that brought its cache up to the text."""
@@ -57,7 +88,7 @@ class CostModel:
 
     @property
     def step(self) -> float | None:
-        return self._seconds.get(1)
+        return self._level if 1 in self._shape else None
 
     def batch(self, n: int) -> float:
         """Estimated seconds for a batch of n.
@@ -66,15 +97,17 @@ class CostModel:
         through the measured ones (batch cost is close to linear in n on a CPU), or, with a
         single measured size, from the prior slope scaled to it.
         """
-        known = self._seconds
+        if self._level is None:
+            return 1.0 + PRIOR_SLOPE * (n - 1)
+        return self._level * self._shape_of(n)
+
+    def _shape_of(self, n: int) -> float:
+        known = self._shape
         if n in known:
             return known[n]
-        if not known:
-            return 1.0 + PRIOR_SLOPE * (n - 1)
         if len(known) == 1:
-            (size, secs), = known.items()
-            unit = secs / (1.0 + PRIOR_SLOPE * (size - 1))
-            return unit * (1.0 + PRIOR_SLOPE * (n - 1))
+            (size, shape), = known.items()
+            return shape / (1.0 + PRIOR_SLOPE * (size - 1)) * (1.0 + PRIOR_SLOPE * (n - 1))
         xs, ys = list(known), list(known.values())
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         sxx = sum((x - mx) ** 2 for x in xs)
