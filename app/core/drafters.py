@@ -211,7 +211,8 @@ class DraftModel:
             self._cached.append(token)
             self.costs.observe_draft_step(time.perf_counter() - step0)
         if self.adaptive and prop.tokens and not probing:
-            keep = best_length(chances, self.costs, self.costs.draft_step, min_length)
+            # The drafting is spent whichever prefix is verified: only verify costs weigh.
+            keep = best_length(chances, self.costs, 0.0, min_length)
             prop.tokens, prop.q = prop.tokens[:keep], prop.q[:keep]
         self._last_bands = [self._band(c) for c in confidences[: len(prop.tokens)]]
         prop.seconds = time.perf_counter() - t0
