@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from app.core.adaptive import CostModel, best_length, expected_tokens, worth_extending
+
+if TYPE_CHECKING:
+    from app.core.drafters import DraftModel
 
 
 def test_expected_tokens_formula() -> None:
@@ -78,21 +84,27 @@ def _measured_costs(draft_step: float) -> CostModel:
     return costs
 
 
-def _probe_rounds(tiny_draft: Path, draft_step: float, bands: list[list[float]] | None,
-                  rounds: int) -> list[int]:
-    """The 1-based rounds in which adaptive Track 1 drafted, for fixed measured costs."""
+@contextmanager
+def _adaptive_drafter(tiny_draft: Path, costs: CostModel,
+                      bands: list[list[float]] | None) -> Iterator[DraftModel]:
+    """Adaptive greedy Track 1 on the tiny draft model, with the given learned state."""
     from app.core.drafters import DraftModel
     from app.core.llama_backend import LoadedModel, LoadOptions
     from app.core.sampling import SamplerSettings
 
-    costs = _measured_costs(draft_step)
     model = LoadedModel(tiny_draft, LoadOptions(n_ctx=256, threads=1))
     try:
-        drafter = DraftModel(model, SamplerSettings(0.0, 40, 1.0, 0.0), 0.75, True, costs,
-                             np.random.default_rng(0), bands)
-        sizes = [len(drafter.propose([1, 2, 3, 4, 5 + i], 8).tokens) for i in range(rounds)]
+        yield DraftModel(model, SamplerSettings(0.0, 40, 1.0, 0.0), 0.75, True, costs,
+                         np.random.default_rng(0), bands)
     finally:
         model.close()
+
+
+def _probe_rounds(tiny_draft: Path, draft_step: float, bands: list[list[float]] | None,
+                  rounds: int) -> list[int]:
+    """The 1-based rounds in which adaptive Track 1 drafted, for fixed measured costs."""
+    with _adaptive_drafter(tiny_draft, _measured_costs(draft_step), bands) as drafter:
+        sizes = [len(drafter.propose([1, 2, 3, 4, 5 + i], 8).tokens) for i in range(rounds)]
     return [i + 1 for i, n in enumerate(sizes) if n]
 
 
@@ -128,22 +140,14 @@ def test_draft_model_weighs_its_catch_up_after_plain_steps(tiny_draft: Path) -> 
     """A good draft whose cache is 200 tokens behind: catching up (estimated 200 x 0.15
     draft steps) costs more than any draft gains, so the round is a plain step; the same
     draft in sync drafts."""
-    from app.core.drafters import CONFIDENCE_BANDS, DraftModel
-    from app.core.llama_backend import LoadedModel, LoadOptions
-    from app.core.sampling import SamplerSettings
+    from app.core.drafters import CONFIDENCE_BANDS
 
-    costs = _measured_costs(0.03)
     accepted = [[50.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
     history = [1 + i % 50 for i in range(201)]
-    model = LoadedModel(tiny_draft, LoadOptions(n_ctx=256, threads=1))
-    try:
-        drafter = DraftModel(model, SamplerSettings(0.0, 40, 1.0, 0.0), 0.75, True, costs,
-                             np.random.default_rng(0), accepted)
+    with _adaptive_drafter(tiny_draft, _measured_costs(0.03), accepted) as drafter:
         assert drafter.propose(history, 8).tokens == []
         drafter.prefill(history, threading.Event())
         assert len(drafter.propose(history, 8).tokens) > 0
-    finally:
-        model.close()
 
 
 def test_a_long_pause_does_not_rule_out_probing(tiny_draft: Path) -> None:
@@ -151,19 +155,12 @@ def test_a_long_pause_does_not_rule_out_probing(tiny_draft: Path) -> None:
     catch-up of 1 s. Charged whole, not even certain acceptance would repay it in one
     round, and drafting would never be tried again; spread over PROBE_EVERY rounds it is,
     and the probe comes after PROBE_EVERY plain steps."""
-    from app.core.drafters import CONFIDENCE_BANDS, PROBE_EVERY, DraftModel
-    from app.core.llama_backend import LoadedModel, LoadOptions
-    from app.core.sampling import SamplerSettings
+    from app.core.drafters import CONFIDENCE_BANDS, PROBE_EVERY
 
     costs = _measured_costs(0.01)
     costs.observe_catch_up(100, 0.5)
     rejected = [[0.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
     history = [1 + i % 50 for i in range(201)]
-    model = LoadedModel(tiny_draft, LoadOptions(n_ctx=256, threads=1))
-    try:
-        drafter = DraftModel(model, SamplerSettings(0.0, 40, 1.0, 0.0), 0.75, True, costs,
-                             np.random.default_rng(0), rejected)
+    with _adaptive_drafter(tiny_draft, costs, rejected) as drafter:
         sizes = [len(drafter.propose(history, 8).tokens) for _ in range(PROBE_EVERY)]
-    finally:
-        model.close()
     assert sizes == [0] * (PROBE_EVERY - 1) + [1]

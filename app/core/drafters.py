@@ -97,13 +97,9 @@ class DraftModel:
             common += 1
         return common
 
-    def _lag(self, history: list[int]) -> int:
-        """Tokens the draft must evaluate before its first draft, beyond the usual one."""
-        return len(history) - 1 - self._common(history)
-
-    def _sync(self, history: list[int]) -> np.ndarray:
-        """Bring the draft's KV cache to ``history`` and return the next-token logits."""
-        common = self._common(history)
+    def _sync(self, history: list[int], common: int) -> np.ndarray:
+        """Bring the draft's KV cache, which holds ``common`` leading tokens of ``history``,
+        to ``history`` and return the next-token logits."""
         self.model.trim(common)
         self._cached = self._cached[:common]
         todo = history[common:]
@@ -145,12 +141,13 @@ class DraftModel:
         t0 = time.perf_counter()
         probing = False
         typical = 0.0
+        common = self._common(history)
         if self.adaptive:
             # Plan the length from the pair's conditional acceptance so far and the measured
             # costs; while drafting, stop early only at a token that is likely rejected.
             typical = self.overall_chance()
             # After plain steps the draft first catches up on them: that round pays for it.
-            catch_up = self.costs.catch_up(self._lag(history))
+            catch_up = self.costs.catch_up(len(history) - 1 - common)
             plan = best_length([typical] * limit, self.costs, self.costs.draft_step, min_length,
                                catch_up)
             if plan:
@@ -175,7 +172,7 @@ class DraftModel:
             probing = not plan
             limit = max(min_length, plan)
         try:
-            row = self._sync(history)
+            row = self._sync(history, common)
         except ContextFull:
             return prop
         chances: list[float] = []
