@@ -50,12 +50,18 @@ test: lint models
 
 # PORTABLE=1 (default): llama.cpp for any x86-64 CPU, compiled once (about 30 minutes),
 # then reused from the wheel cache; the bundle and .deb are then smoke-tested.
-package: setup
+# The system prerequisites are checked first, before `setup` (which can compile llama.cpp
+# for .venv): a missing one fails in seconds with the apt-get line that fixes it.
+package:
+	@bash packaging/check_prereqs.sh
+	@$(MAKE) --no-print-directory setup
 	NICE=$(NICE) bash packaging/build_linux.sh
 	nice -n $(NICE) bash packaging/smoke_test.sh
 
 # Quick build with .venv's llama.cpp (-march=native): for this machine only, never hand out.
-package-native: setup
+package-native:
+	@bash packaging/check_prereqs.sh
+	@$(MAKE) --no-print-directory setup
 	PORTABLE=0 NICE=$(NICE) bash packaging/build_linux.sh
 	nice -n $(NICE) bash packaging/smoke_test.sh
 

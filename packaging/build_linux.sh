@@ -3,6 +3,11 @@
 #
 #   bash packaging/build_linux.sh              # bundle + .deb, portable llama.cpp (default)
 #   PORTABLE=0 bash packaging/build_linux.sh   # quick, CPU-specific: .venv's llama.cpp
+#   bash packaging/build_linux.sh --check-only # only the prerequisite check below
+#
+# First, before anything is built, packaging/check_prereqs.sh checks every system tool and
+# library the build and the smoke test need; if any is missing it prints one line naming them
+# all with the `apt-get install ...` that fixes them, and exits 1 (README, "Installers").
 #
 # Outputs:
 #   dist/decodelab/                     the onedir bundle (run dist/decodelab/decodelab)
@@ -42,6 +47,19 @@ START=$(date +%s)
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'build_linux: %s\n' "$*" >&2; exit 1; }
+
+CHECK_ONLY=0
+case "${1:-}" in
+  "") ;;
+  --check-only) CHECK_ONLY=1 ;;
+  *) printf 'build_linux: unknown option %s (only --check-only)\n' "$1" >&2; exit 2 ;;
+esac
+
+# ---------------------------------------------------------------- prerequisites, first
+# shellcheck source=packaging/check_prereqs.sh
+. "$ROOT/packaging/check_prereqs.sh"
+check_prereqs build_linux || exit 1
+[ "$CHECK_ONLY" = 0 ] || { say "prerequisites: all there"; exit 0; }
 
 # ---------------------------------------------------------------- CPU discipline
 wait_for_lock() {
@@ -182,7 +200,6 @@ fi
 
 # ---------------------------------------------------------------- the .deb
 if [ "$SKIP_DEB" != 1 ]; then
-  command -v dpkg-deb >/dev/null || die "dpkg-deb not found (Debian/Ubuntu only)"
   ARCH=$(dpkg --print-architecture)
   STAGE="build/deb/${NAME}_${VERSION}_${ARCH}"
   DEB="dist/${NAME}_${VERSION}_${ARCH}.deb"
@@ -194,8 +211,6 @@ if [ "$SKIP_DEB" != 1 ]; then
 
   desktop="$STAGE/usr/share/applications/$NAME.desktop"
   sed "s/@VERSION@/$VERSION/" packaging/linux/decodelab.desktop > "$desktop"
-  command -v desktop-file-validate >/dev/null \
-    || die "desktop-file-validate not found (apt-get install desktop-file-utils)"
   desktop-file-validate "$desktop"  # prints hints and errors; fails the build on errors
   say "desktop file valid"
 
