@@ -3,6 +3,16 @@
 The environment is set before anything imports Qt or reads the data folders. Models
 downloaded by `make test` stay in the user's models folder and are reused; everything
 else (settings, runs, logs) lives in a temporary folder per test session.
+
+Tests never depend on timing or machine load. Adaptive drafting (the default) chooses what
+to draft from costs it measures while it runs, so a test that asserts on what was drafted,
+accepted or rejected, on rounds, draft lengths or acceptance runs with fixed drafting
+(``RunSettings(adaptive=False)``, CLI ``--fixed``, the window's "adaptive drafting" box
+unticked) or with adaptive decisions made from injected costs (``given_costs.give_costs``
+for a Session, a ``CostModel`` with given costs for a drafter, as in test_adaptive.py).
+Never assert on how fast something ran (only that reported speeds agree with each other);
+bound waits generously (a wait returns as soon as its condition holds); assert on state,
+not on how long something took.
 """
 
 from __future__ import annotations

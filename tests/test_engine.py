@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from given_costs import give_costs
 
 from app.core.adaptive import CostModel
 from app.core.compare import NEAR_TIE, baseline_margin, first_difference
@@ -72,12 +73,16 @@ def assert_lossless(
 def test_greedy_speculation_equals_baseline(
     session: Session, tiny_dense: Path, tiny_draft: Path, adaptive: bool
 ) -> None:
+    # Adaptive drafting decides from given costs (cheap batches, a draft step a tenth of a
+    # target step: drafting pays), not from this machine's timings: the same drafts on any
+    # machine under any load.
+    given = give_costs(session) if adaptive else None
     base = session.run(tiny_dense, None, PROMPT, settings("baseline"))
     check_accounting(base)
     assert base.n_drafted == 0 and base.stop_reason in ("max_tokens", "eos")
     # tiny_dense drafting for itself: nearly everything accepted; tiny_draft (other random
-    # weights, flat distributions) is mostly rejected, so it drafts only with p-min 0 and a
-    # fixed K: adaptive drafting rightly declines to draft with it.
+    # weights, flat distributions) is mostly rejected, so a fixed K drafts with it only with
+    # p-min 0.
     for track, draft in (
         ("lookup", None),
         ("draft", tiny_dense),
@@ -87,21 +92,17 @@ def test_greedy_speculation_equals_baseline(
         s = settings(track, adaptive=adaptive, draft_p_min=0.0)
         other = session.run(tiny_dense, draft, PROMPT, s)
         check_accounting(other)
-        # Adaptive drafting may rightly decline a draft model as costly as the target (its
-        # choice follows measured timings); lookup drafts cost nothing.
-        if not adaptive or track == "lookup":
-            assert other.n_drafted > 0, f"{track} with {draft} drafted nothing"
-        if draft == tiny_draft and not adaptive:
+        assert other.n_drafted > 0, f"{track} with {draft} drafted nothing"
+        if draft == tiny_draft:
             assert other.n_accepted < other.n_drafted, "expected rejections"
+        if draft == tiny_dense:  # a model drafting for itself agrees with itself
+            assert (other.acceptance_rate or 0) > 0.8
         assert_lossless(session, tiny_dense, base, other, s)
-    # A model drafting for itself agrees with itself (fixed K: adaptive drafting rightly
-    # finds that a draft as costly as the target never pays).
-    fixed = settings("draft", adaptive=False, draft_p_min=0.0)
-    self_draft = session.run(tiny_dense, tiny_dense, PROMPT, fixed)
-    assert (self_draft.acceptance_rate or 0) > 0.8
+    assert given is None or given.ignored > 0  # the runs did decide from the given costs
 
 
 def test_moe_count_is_applied_and_lookup_stays_lossless(session: Session, tiny_moe: Path) -> None:
+    give_costs(session)  # what adaptive lookup drafts follows from given costs, not timings
     full = session.run(tiny_moe, None, PROMPT, settings("baseline"))
     assert full.effective["expert_used_count"] == 2
     one = session.run(tiny_moe, None, PROMPT, settings("moe", experts=1))
@@ -109,6 +110,7 @@ def test_moe_count_is_applied_and_lookup_stays_lossless(session: Session, tiny_m
     both = session.run(tiny_moe, None, PROMPT, settings("moe+lookup", experts=1))
     assert both.effective["expert_used_count"] == 1
     check_accounting(both)
+    assert both.n_drafted > 0
     assert first_difference(one.token_ids, both.token_ids) is None or both.n_drafted > 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,12 +129,15 @@ def test_measured_costs_are_sane_and_caches_are_restored(
     target.reset()
     target.eval(target.tokenize("some context", add_bos=False), 0)
     before = target.n_past
+    t0 = time.perf_counter()
     costs = measure(target, draft, repeats=2)
+    elapsed = time.perf_counter() - t0
     assert target.n_past == before and draft.n_past == 0
     assert sorted(costs.batches) == sorted(SIZES)
     assert all(s > 0 for s in costs.batches.values())
     assert costs.draft_step is not None and costs.draft_step > 0
-    assert 0 < costs.seconds_spent < 10
+    # The time it reports is the time it took (no bound on that: it follows the load).
+    assert 0 < costs.seconds_spent <= elapsed
 
 
 def test_measured_report(pair: tuple[LoadedModel, LoadedModel]) -> None:

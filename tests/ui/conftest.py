@@ -23,7 +23,8 @@ from PySide6.QtCore import QThread
 from app.ui.main_window import MainWindow
 from app.ui.settings import GuiSettings
 
-THREAD_GRACE = 2.0
+# Generous: the wait ends as soon as the threads have stopped; a loaded machine stops them late.
+THREAD_GRACE = 30.0
 
 # The offscreen platform's default screen is 800x800, smaller than the window: give it a
 # desktop-sized screen so that restored geometry is not clamped (before QApplication exists).

@@ -38,7 +38,7 @@ def test_about_opens_from_the_help_menu_and_copies_everything(
     about_action(window).trigger()
     dialog = window.findChild(AboutDialog)
     assert dialog is not None
-    qtbot.waitUntil(dialog.isVisible)
+    qtbot.waitUntil(dialog.isVisible, timeout=60000)
     text = shown_text(dialog)
     assert f"DecodeLab {__version__}" in text
     assert llama_cpp.__version__ in text

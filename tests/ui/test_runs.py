@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from ui_helpers import choose, run_and_wait
 
 from app.ui.main_window import MainWindow
 from app.ui.token_view import COLOURS, PROP_KIND, PROP_SOURCE, format_kinds
+from app.ui.worker import EventBuffer
 
 # Repetitive text: prompt lookup finds n-grams to propose from the first rounds on.
 PROMPT = "alpha beta gamma delta, alpha beta gamma delta, alpha beta gamma delta, alpha beta"
@@ -25,6 +25,9 @@ def setup_run(qtbot: Any, w: MainWindow, target: Path, track: str, max_tokens: i
     # One thread: on a shared 2-core machine OpenMP barriers of 2 threads can stall a
     # batch decode for a quarter second when another process holds a core.
     w.tracks.settings.threads.setValue(1)
+    # Fixed drafting: adaptive drafting chooses from timings it measures, so what it drafts
+    # (and whether anything is accepted) would follow the machine's load.
+    w.tracks.settings.adaptive.setChecked(False)
     w.prompt.text.setPlainText(PROMPT)
     w.prompt.chat.setChecked(False)
 
@@ -118,20 +121,35 @@ def test_accepted_and_rejected_tokens_get_their_formats(
     assert QGuiApplication.clipboard().text() == result.text
 
 
-def test_stop_cancels_within_a_second_and_keeps_partial_text(
-    qtbot: Any, window: MainWindow, tiny_slow: Path
+def test_stop_cancels_at_the_next_step_and_keeps_partial_text(
+    qtbot: Any, window: MainWindow, tiny_slow: Path, monkeypatch: Any
 ) -> None:
+    # Count the tokens the engine has handed over, as it hands them over: the run stops at
+    # the next step after Stop, whatever the machine's load (how long that takes is not
+    # asserted: it follows the load).
+    handed: list[int] = []
+    original_put = EventBuffer.put
+
+    def counting_put(self: EventBuffer, event: Any) -> None:
+        if event.kind == "token":
+            handed.append(event.position)
+        original_put(self, event)
+
+    monkeypatch.setattr(EventBuffer, "put", counting_put)
     setup_run(qtbot, window, tiny_slow, "baseline", 1800)
     with qtbot.waitSignal(window.run_ended, timeout=60000) as blocker:
         qtbot.keyClick(window.prompt.text, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
         assert window.runs.active
-        qtbot.waitUntil(lambda: len(window.token_view.marks) >= 5, timeout=30000)
-        t0 = time.monotonic()
+        qtbot.waitUntil(lambda: len(window.token_view.marks) >= 5, timeout=60000)
+        request = window.runs.request
+        assert request is not None
         qtbot.keyClick(window.prompt.text, Qt.Key.Key_Escape)
-    elapsed = time.monotonic() - t0
+        qtbot.waitUntil(request.cancel.is_set, timeout=60000)
+        at_stop = len(handed)  # counted once Stop is set
     result = blocker.args[0]
     assert result.stop_reason == "cancelled"
-    assert elapsed < 1.0
+    # At most the step under way when Stop came ends; no further step starts.
+    assert result.n_generated <= at_stop + 1 < 1800
     assert result.n_generated >= 5
     assert window.token_view.answer_text() == result.text
     assert "cancelled" in window.token_view.edit.toPlainText()

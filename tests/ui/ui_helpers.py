@@ -8,7 +8,7 @@ from typing import Any
 from app.ui.main_window import MainWindow
 
 
-def settle(qtbot: Any, w: MainWindow, timeout: int = 20000) -> None:
+def settle(qtbot: Any, w: MainWindow, timeout: int = 60000) -> None:
     """Wait until every inspection and survey queued on the engine lane came back."""
     qtbot.waitUntil(lambda: not w.host.busy, timeout=timeout)
 
