@@ -1,8 +1,9 @@
 """The command line: the headless face of the core (contract in ARCHITECTURE.md).
 
-Exit codes: 0 done; 2 refused (bad arguments, deprecated track, speculation on an SSM
-model, incompatible draft); 1 failed (missing or broken model, out of memory). Errors are
-one line on stderr, never a traceback.
+Exit codes: 0 done; 2 refused (bad arguments or settings, deprecated track, speculation on
+an SSM model, incompatible draft); 1 failed (missing or broken model, out of memory, a file
+or standard output that cannot be written). Errors are one line on stderr, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -10,14 +11,46 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from app import __version__
 from app.core.errors import DecodeLabError, RefusedError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+class OutputError(DecodeLabError):
+    """Standard output does not take what a command prints (a full disk, a closed pipe)."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(f"cannot write to standard output: {exc.strerror or exc}")
+        self.broken_pipe = isinstance(exc, BrokenPipeError)
+
+
+class CheckedOutput:
+    """Standard output whose write errors are ``OutputError``: told apart from the other
+    I/O errors of a command, they are reported at the top level as one line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,10 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_gui_arguments(p: argparse.ArgumentParser) -> None:
+    from app.cli_run import setting_type
+
     p.add_argument("--model", help="target model: GGUF path or pinned name")
     p.add_argument("--draft", help="draft model: GGUF path or pinned name")
     p.add_argument("--track", default=None, help="track to select")
-    p.add_argument("--prompt-file", help="load this prompt")
+    p.add_argument("--prompt-file", help="load this prompt (a UTF-8 text file)")
     p.add_argument("--run", action="store_true", help="start a run right away")
     p.add_argument("--screenshot", help="save a PNG of the window when the run ends")
     p.add_argument("--exit", action="store_true", help="quit after the run (and screenshot)")
@@ -94,8 +129,10 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweep", metavar="SETTING=VALUES",
                    help="with --view sweep: e.g. draft_max=1-8, draft_p_min=0.2,0.6, "
                         "ngram_min=1-3, experts=4-1")
-    p.add_argument("--max-tokens", type=int, help="max tokens of the scripted runs")
-    p.add_argument("--threads", type=int, help="threads of the scripted runs")
+    p.add_argument("--max-tokens", type=setting_type("max_tokens"), metavar="N",
+                   help="max tokens of the scripted runs")
+    p.add_argument("--threads", type=setting_type("threads"), metavar="N",
+                   help="threads of the scripted runs")
     p.add_argument(
         "--fetch-default",
         action="store_true",
@@ -112,10 +149,14 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # here, not at exit: a full disk must be reported
+        return code
     except RefusedError as exc:
         print(f"decodelab: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except OutputError as exc:
+        return _output_failed(exc)
     except DecodeLabError as exc:
         print(f"decodelab: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -125,8 +166,23 @@ def _guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace
     except KeyboardInterrupt:
         print("decodelab: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+
+
+def _output_failed(exc: OutputError) -> int:
+    """A closed pipe (``| head``) is the reader's choice: quiet, exit 0. Anything else (a
+    full disk) is one line and exit 1. Either way what is still buffered goes to the null
+    device, so that Python's own flush at exit cannot fail again with a traceback."""
+    out = sys.stdout.stream if isinstance(sys.stdout, CheckedOutput) else sys.stdout
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, out.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a file descriptor (captured in a test): nothing flushes it at exit
+    if exc.broken_pipe:
         return EXIT_OK
+    print(f"decodelab: error: {exc}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,13 +190,28 @@ def main(argv: list[str] | None = None) -> int:
     # llama.cpp's chatter is for the log panel and log file, not the terminal.
     logging.getLogger("llama.cpp").setLevel(logging.CRITICAL)
     argv = sys.argv[1:] if argv is None else argv
+    out = sys.stdout
+    sys.stdout = CheckedOutput(out)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = out
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["gui", *argv]
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad argument (one line, exit 2)
+        code = exc.code if isinstance(exc.code, int) else EXIT_OK if exc.code is None else 1
+        return _guarded(lambda _args: code, argparse.Namespace())
+    except OutputError as exc:  # a --help longer than the buffer
+        return _output_failed(exc)
     if not getattr(args, "func", None):
         parser.print_help()
-        return EXIT_REFUSED
+        return _guarded(lambda _args: EXIT_REFUSED, args)
     return _guarded(args.func, args)
 
 

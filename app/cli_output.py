@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 
+from app.cli import OutputError
 from app.core.compare import Comparison
 from app.core.compat import Compatibility
 from app.core.events import Event, RunResult, TokenEvent
@@ -54,13 +54,27 @@ def print_inspect(info: ModelInfo, compat: Compatibility | None) -> None:
             print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
 
 
-def stream_sink() -> Callable[[Event], None]:
-    def sink(event: Event) -> None:
-        if isinstance(event, TokenEvent):
+class StreamSink:
+    """Prints answer tokens as they come. If standard output fails, streaming stops and the
+    run goes on (to be kept in the history); ``error`` says what failed."""
+
+    def __init__(self) -> None:
+        self.error: OutputError | None = None
+
+    def __call__(self, event: Event) -> None:
+        if self.error is not None or not isinstance(event, TokenEvent):
+            return
+        try:
             sys.stdout.write(event.text)
             sys.stdout.flush()
+        except OutputError as exc:
+            self.error = exc
+        except OSError as exc:
+            self.error = OutputError(exc)
 
-    return sink
+
+def stream_sink() -> StreamSink:
+    return StreamSink()
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:

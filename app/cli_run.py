@@ -4,46 +4,100 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from app.core.errors import RefusedError
+from app.core.errors import DecodeLabError, RefusedError
 from app.core.events import RunSettings
+from app.core.settings_check import (
+    LIMITS,
+    MAX_DRAFT,
+    MAX_SEED,
+    VERIFY_BATCH,
+    check_prompt,
+    parse_setting,
+    read_prompt_file,
+)
+
+
+def setting_type(field: str) -> Callable[[str], int | float]:
+    """An argparse ``type=`` for the ``RunSettings`` field ``field``, with the core's limits."""
+
+    def parse(text: str) -> int | float:
+        try:
+            return parse_setting(field, text)
+        except RefusedError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = LIMITS[field].name  # argparse names the type in some messages
+    return parse
+
+
+def _seed(text: str) -> int:
+    if text.strip().lower() == "random":
+        return secrets.randbelow(MAX_SEED + 1)
+    return int(setting_type("seed")(text))
+
+
+def _prompt_text(text: str) -> str:
+    try:
+        check_prompt(text)
+    except RefusedError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="target: GGUF path or pinned model name")
     p.add_argument("--draft", help="draft model: GGUF path or pinned model name")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prompt", help="prompt text")
-    src.add_argument("--prompt-file", help="file holding the prompt")
+    src.add_argument("--prompt", type=_prompt_text, help="prompt text (not empty)")
+    src.add_argument("--prompt-file", help="UTF-8 file holding the prompt (not empty)")
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
     p.add_argument("--system", help="system message (with --chat)")
-    p.add_argument("--max-tokens", type=int, default=256)
-    p.add_argument("--temp", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--min-p", type=float, default=0.05)
-    p.add_argument("--draft-max", type=int, default=8, help="K: most drafts per round")
-    p.add_argument("--draft-min", type=int, default=0)
-    p.add_argument("--draft-p-min", type=float, default=0.75)
-    p.add_argument("--ngram-min", type=int, default=1)
-    p.add_argument("--ngram-max", type=int, default=4)
+    d, t = RunSettings(), setting_type
+    p.add_argument("--max-tokens", type=t("max_tokens"), default=d.max_tokens, metavar="N",
+                   help=f"at most N answer tokens (1…{LIMITS['max_tokens'].hi})")
+    p.add_argument("--temp", type=t("temperature"), default=d.temperature, metavar="T",
+                   help=f"temperature 0…{LIMITS['temperature'].hi:g}; 0 = greedy")
+    p.add_argument("--seed", type=_seed, default=d.seed, metavar="S",
+                   help=f"sampling seed 0…{MAX_SEED}, or 'random' (the seed drawn is "
+                        "kept in the JSON output and the history)")
+    p.add_argument("--top-k", type=t("top_k"), default=d.top_k, help="0 = whole vocabulary")
+    p.add_argument("--top-p", type=t("top_p"), default=d.top_p, help="0…1")
+    p.add_argument("--min-p", type=t("min_p"), default=d.min_p, help="0…1")
+    p.add_argument("--draft-max", type=t("draft_max"), default=d.draft_max, metavar="K",
+                   help=f"K: most drafts per round, 0…{MAX_DRAFT} (K + 1 tokens are "
+                        f"verified in one batch of {VERIFY_BATCH})")
+    p.add_argument("--draft-min", type=t("draft_min"), default=d.draft_min, metavar="K",
+                   help=f"draft at least K tokens or none, 0…{MAX_DRAFT}")
+    p.add_argument("--draft-p-min", type=t("draft_p_min"), default=d.draft_p_min, metavar="P",
+                   help="fixed drafting stops below this draft probability, 0…1")
+    p.add_argument("--ngram-min", type=t("ngram_min"), default=d.ngram_min, metavar="N",
+                   help=f"shortest n-gram prompt lookup matches, 1…{LIMITS['ngram_min'].hi}")
+    p.add_argument("--ngram-max", type=t("ngram_max"), default=d.ngram_max, metavar="N",
+                   help=f"longest n-gram prompt lookup matches, ngram-min…"
+                        f"{LIMITS['ngram_max'].hi}")
     p.add_argument(
         "--fixed",
         action="store_true",
         help="fixed draft length K (as llama.cpp) instead of adaptive drafting",
     )
-    p.add_argument("--experts", type=int, help="active experts for MoE tracks")
-    p.add_argument("--threads", type=int, help="default: physical cores")
-    p.add_argument("--ctx", type=int, default=4096)
-    p.add_argument("--gpu-layers", type=int, default=0)
-    p.add_argument("--draft-gpu-layers", type=int, default=0)
+    p.add_argument("--experts", type=t("experts"), metavar="N",
+                   help="active experts for MoE tracks, 1…the model's expert count")
+    p.add_argument("--threads", type=t("threads"), metavar="N",
+                   help=f"1…{LIMITS['threads'].hi}; default: physical cores")
+    p.add_argument("--ctx", type=t("ctx"), default=d.ctx, metavar="N",
+                   help=f"context size in tokens, 1…{LIMITS['ctx'].hi}")
+    p.add_argument("--gpu-layers", type=t("gpu_layers"), default=d.gpu_layers, metavar="N",
+                   help="target layers on the GPU; -1 = all")
+    p.add_argument("--draft-gpu-layers", type=t("draft_gpu_layers"),
+                   default=d.draft_gpu_layers, metavar="N",
+                   help="draft layers on the GPU; -1 = all")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-events", action="store_true", help="leave per-token events out of JSON")
     p.add_argument("--no-save", action="store_true", help="do not keep the run in the history")
@@ -90,10 +144,7 @@ def settings_from(args: argparse.Namespace, track: str) -> RunSettings:
 def _prompt(args: argparse.Namespace) -> str:
     if args.prompt is not None:
         return str(args.prompt)
-    try:
-        return Path(args.prompt_file).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RefusedError(f"{args.prompt_file}: cannot read prompt: {exc.strerror}") from exc
+    return read_prompt_file(args.prompt_file)
 
 
 def _models(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -113,24 +164,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     from app.cli_output import print_result, stream_sink
     from app.core.session import Session
 
+    prompt = _prompt(args)  # a bad prompt file is refused before anything is loaded
     target, draft = _models(args)
     settings = settings_from(args, args.track)
     session = Session()
     try:
         sink = stream_sink() if args.stream and not args.json else None
-        prompt = _prompt(args)
         result = session.run(target, draft, prompt, settings, sink, _cancel_on_sigint())
     finally:
         session.close()
+    # Kept before anything that can fail after it (printing, a full disk): nothing is lost.
+    code = 0
+    if not args.no_save:
+        from app.core.history import RunInputs, record_run
+
+        code = _save(lambda: record_run(result, RunInputs(target, draft, prompt, settings)))
+    if sink is not None and sink.error is not None:
+        raise sink.error  # standard output failed while streaming; the run is kept
     if args.json:
         print(json.dumps(result.to_dict(with_events=not args.no_events), indent=1))
     else:
         print_result(result, streamed=sink is not None)
-    if not args.no_save:
-        from app.core.history import RunInputs, record_run
-
-        _save(lambda: record_run(result, RunInputs(target, draft, prompt, settings)))
-    return 0
+    return code
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -138,35 +193,54 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from app.core.compare import compare
     from app.core.session import Session
 
-    target, draft = _models(args)
     tracks = [t.strip() for t in args.tracks.split(",") if t.strip()]
     if not tracks:
         raise RefusedError("--tracks names no track")
+    prompt = _prompt(args)
+    target, draft = _models(args)
+    settings = settings_from(args, "baseline")
     session = Session()
-    prompt, settings = _prompt(args), settings_from(args, "baseline")
     try:
         result = compare(
             session, target, draft, prompt, tracks, settings, cancel=_cancel_on_sigint()
         )
     finally:
         session.close()
-    if args.csv:
-        write_csv(result, args.csv)
-    if args.json:
-        print(json.dumps(result.to_dict(with_events=not args.no_events), indent=1))
-    else:
-        print_comparison(result)
-    sys.stdout.flush()
+    # Kept and shown before the CSV is written: a CSV that cannot be written costs only
+    # the CSV (one line on stderr, exit 1), never the comparison.
+    code = 0
     if not args.no_save:
         from app.core.history import RunInputs, record_comparison
 
-        _save(lambda: record_comparison(result, RunInputs(target, draft, prompt, settings)))
+        code = _save(lambda: record_comparison(result, RunInputs(target, draft, prompt, settings)))
+    try:
+        if args.json:
+            print(json.dumps(result.to_dict(with_events=not args.no_events), indent=1))
+        else:
+            print_comparison(result)
+        sys.stdout.flush()
+    finally:  # a full standard output does not cost the CSV either
+        if args.csv:
+            try:
+                write_csv(result, args.csv)
+            except (OSError, DecodeLabError) as exc:
+                why = _why(exc)
+                where = "" if args.csv in why else f"{args.csv}: "
+                print(f"decodelab: error: CSV not written: {where}{why}", file=sys.stderr)
+                code = 1
+    return code
+
+
+def _save(write: Callable[[], str]) -> int:
+    """Keep the run in the history; a full disk costs the history entry (exit 1), not the
+    result, which is still printed."""
+    try:
+        write()
+    except (OSError, DecodeLabError) as exc:
+        print(f"decodelab: error: run not saved to history: {_why(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 
-def _save(write: Callable[[], str]) -> None:
-    """Keep the run in the history; a full disk costs the history entry, not the result."""
-    try:
-        write()
-    except OSError as exc:
-        print(f"decodelab: warning: run not saved to history: {exc}", file=sys.stderr)
+def _why(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -21,6 +21,7 @@ import numpy as np
 from app.core import llama_log
 from app.core.errors import DecodeLabError, ModelFileError, RefusedError
 from app.core.gguf_info import ModelInfo, inspect_model
+from app.core.settings_check import VERIFY_BATCH
 
 DECODE_OK, DECODE_NO_SLOT, DECODE_ABORTED = 0, 1, 2
 _NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL callback: nothing to poll
@@ -58,7 +59,7 @@ def physical_cores() -> int:
 @dataclass
 class LoadOptions:
     n_ctx: int = 4096
-    n_batch: int = 512
+    n_batch: int = VERIFY_BATCH  # a verification batch must fit: see settings_check
     threads: int | None = None
     threads_batch: int | None = None
     expert_used_count: int | None = None

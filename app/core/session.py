@@ -1,9 +1,9 @@
 """The one entry point the CLI and the GUI worker use to run tracks.
 
 A ``Session`` owns the loaded target and draft (reused across runs while their load
-options stay the same), applies every guard before decoding (deprecated track, SSM model,
-incompatible draft, expert count out of range), builds the draft sources for the track
-and runs the engine.
+options stay the same), applies every guard before decoding (settings out of their ranges,
+an empty prompt, deprecated track, SSM model, incompatible draft, expert count out of
+range), builds the draft sources for the track and runs the engine.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from app.core.gguf_info import ModelInfo, inspect_cached
 from app.core.llama_backend import LoadedModel, LoadOptions, validate_expert_count
 from app.core.lookup import PromptLookup
 from app.core.sampling import SamplerSettings
+from app.core.settings_check import check_prompt, check_settings
 from app.core.tracks import get_track, require_available
 
 
@@ -70,6 +71,7 @@ class Session:
         target_path: str | Path, draft_path: str | Path | None, s: RunSettings
     ) -> PreparedPair:
         """Every refusal that can be decided before loading anything."""
+        check_settings(s)
         track = get_track(s.track)
         target = inspect_cached(target_path)
         draft = inspect_cached(draft_path) if draft_path and track.uses_draft else None
@@ -77,10 +79,6 @@ class Session:
         require_available(track, target, draft, compat)
         if track.uses_moe and s.experts is not None:
             validate_expert_count(target, s.experts)
-        if s.draft_max < 0 or s.draft_min < 0 or s.max_tokens < 1:
-            raise RefusedError("draft-max, draft-min must be >= 0 and max-tokens >= 1")
-        if s.ngram_min < 1 or s.ngram_max < s.ngram_min:
-            raise RefusedError("need 1 <= ngram-min <= ngram-max")
         return PreparedPair(target, draft, compat)
 
     # -- loading --------------------------------------------------------------------------
@@ -146,11 +144,14 @@ class Session:
         on_event: EventSink | None = None,
         cancel: threading.Event | None = None,
     ) -> RunResult:
+        check_prompt(prompt)
         pair = self.check(target_path, draft_path, s)
         track = get_track(s.track)
         target = self.load_target(target_path, s, pair.target)
         draft = self.load_draft(draft_path, s, pair.draft) if pair.draft and draft_path else None
         ids = render_prompt(target, prompt, s.chat, s.system)
+        if not ids:
+            raise RefusedError("the prompt has no tokens")
         costs = self.costs.setdefault(self._target_key or (), CostModel())
         drafters: list[Drafter] = []
         if track.uses_lookup:

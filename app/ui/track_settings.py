@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.events import RunSettings
+from app.core.settings_check import MAX_DRAFT
 from app.core.tracks import Track
 
 SPECULATION_FIELDS = ("draft_max", "draft_min", "adaptive", "draft_p_min", "ngram_min", "ngram_max")
@@ -49,7 +50,7 @@ class TrackSettings(QGroupBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Settings", parent)
         d = RunSettings()
-        self.draft_max = _spin(1, 64, d.draft_max, "K: the most tokens drafted per round")
+        self.draft_max = _spin(1, MAX_DRAFT, d.draft_max, "K: the most tokens drafted per round")
         self.draft_min = _spin(0, 32, d.draft_min, "draft at least this many tokens, or none")
         self.draft_p_min = _dspin(0.0, 1.0, 0.05, d.draft_p_min,
                                   "the draft model stops drafting when its top probability "
