@@ -29,7 +29,7 @@ def add_history_parser(
     ls.add_argument("--model", help="only runs whose target or draft path contains this")
     ls.add_argument("--track", help="only runs of this track")
     ls.add_argument("--prompt", help="only runs whose prompt contains this")
-    ls.add_argument("--limit", type=int, help="at most this many")
+    ls.add_argument("--limit", type=_limit, metavar="N", help="at most N runs; 0 = all")
     ls.add_argument("--json", action="store_true", help="print a JSON list")
     show = actions.add_parser("show", help="one run or comparison in full")
     show.add_argument("id")
@@ -44,6 +44,16 @@ def add_history_parser(
     delete.add_argument("id")
     parser.set_defaults(func=run_history)
     return parser
+
+
+def _limit(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is out of range: must be >= 0 (0 = all)")
+    return n
 
 
 def run_history(args: argparse.Namespace) -> int:
@@ -73,8 +83,13 @@ def _list(history: Any, args: argparse.Namespace) -> int:
         track=getattr(args, "track", None),
         prompt=getattr(args, "prompt", None),
     )
+    for problem in history.problems():  # one line per damaged record set aside
+        if problem.file == history.root:  # the folder itself cannot be read: failed
+            print(f"decodelab: error: {problem}", file=sys.stderr)
+            return 1
+        print(f"decodelab: skipped {problem}", file=sys.stderr)
     limit = getattr(args, "limit", None)
-    rows = rows[:limit] if limit is not None else rows
+    rows = rows[:limit] if limit else rows  # None or 0: all
     if getattr(args, "json", False):
         print(json.dumps([{**r.to_dict(), "prompt_preview": r.prompt_preview} for r in rows]))
         return 0

@@ -132,13 +132,19 @@ def test_killed_writer_and_corrupt_files_are_skipped(
     (history.root / "20240101-000000-aaaaaa.json").write_text(good[: len(good) // 2])
     (history.root / "20240101-000000-bbbbbb.json").write_bytes(b"\xff\x00garbage")
     (history.root / "20240101-000000-cccccc.json").write_text('{"format": "other"}')
-    caplog.set_level(logging.WARNING, logger="app.core.history")
+    caplog.set_level(logging.INFO, logger="app.core.history")
     fresh = History(history.root)
+    # The killed writer's temp file is gone: its process is dead.
+    assert not any(p.name.endswith(".tmp") for p in history.root.iterdir())
     assert [s.id for s in fresh.list()] == [keep]
     assert len([r for r in caplog.records if "skipping" in r.message]) == 3
+    assert len(fresh.problems()) == 3
+    assert sorted(p.name for p in (history.root / "bad").iterdir()) == [
+        "20240101-000000-aaaaaa.json", "20240101-000000-bbbbbb.json",
+        "20240101-000000-cccccc.json"]
     caplog.clear()
     fresh.list()  # a bad file is reported once, not at every refresh
-    assert not caplog.records
+    assert not caplog.records and len(fresh.problems()) == 3
     assert fresh.load(keep).result == sample_result()
 
 
@@ -147,7 +153,7 @@ def test_stale_temp_files_are_swept(history: History) -> None:
     young = history.root / ".y.json.abc.tmp"
     old.write_text("{")
     young.write_text("{")
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    os.utime(old, (time.time() - 120, time.time() - 120))  # older than a minute
     History(history.root)
     assert not old.exists() and young.exists()
 
@@ -184,11 +190,16 @@ def test_comparison_group_and_rerun(history: History, model_file: Path) -> None:
     assert history.delete(cid) == 2 and history.list() == []
 
 
-def test_identity_uses_verified_sidecar(tmp_path: Path) -> None:
+def test_identity_is_verified_only_with_a_current_verification_record(tmp_path: Path) -> None:
+    from app.core.models import integrity
+
     p = tmp_path / "pinned.gguf"
     p.write_bytes(b"weights")
     digest = "ab" * 32
     (tmp_path / "pinned.gguf.sha256").write_text(f"{digest}  pinned.gguf\n")
+    # An install marker alone vouches for nothing: the file may have changed since.
+    assert model_identity(p).fingerprint_kind == "fast"
+    integrity.write_record(p, digest)
     ident = model_identity(p)
     assert (ident.fingerprint, ident.fingerprint_kind, ident.size) == (digest, "sha256", 7)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from app.core.compare import ComparedRun, Comparison
 from app.core.events import RejectionEvent, RunResult, TokenEvent
-from app.core.history import atomic_write_text
+from app.core.store import atomic_write_text, loads
 from app.core.serialization import (
     FormatError,
     RunRecord,
@@ -162,7 +162,7 @@ def from_json(doc: object) -> Imported:
 
 def read_json(path: str | Path) -> Imported:
     """Read an export file; raises OSError, or ValueError (incl. FormatError)."""
-    return from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+    return from_json(loads(Path(path).read_text(encoding="utf-8")))
 
 
 # -- CSV ----------------------------------------------------------------------------------

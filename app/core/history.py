@@ -2,10 +2,17 @@
 
 Guarantees:
 
-- A record is written atomically (``atomic_write_text``): after a crash at any moment the
-  folder holds the old records and either all of the new one or none of it.
-- ``History.list`` never raises on what it finds in the folder: a corrupt, half-written or
-  foreign ``.json`` file is skipped with one logged warning; temp files are ignored.
+- A record is written atomically (``store.atomic_write_text``): after a crash at any moment
+  the folder holds the old records and either all of the new one or none of it; a failed
+  write raises ``StorageError`` (one line naming the file) and leaves no temp file.
+- ``History.list`` never raises on what it finds in the folder: a damaged record (corrupt,
+  half-written, foreign, or any field of the wrong type or out of range) is skipped (logged
+  once), moved into ``bad/`` under the history root and listed by ``History.problems()``
+  with its reason; a record from a newer DecodeLab is skipped and listed but left in place.
+  Temp files of dead writers are removed at start.
+- A history folder that cannot be created is a ``StorageError`` naming it; one that cannot
+  be read lists as empty with the folder in ``problems()``, and ``resolve`` (the command
+  line's way in) raises ``HistoryFileError`` naming it.
 - ``History.load(id).result`` equals the saved ``RunResult``, events included.
 - A comparison is a group of run records sharing a comparison id (``cmp-…``); each member
   also carries its speedup and equality against the baseline.
@@ -19,7 +26,6 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,16 +37,20 @@ from app.core.events import RunResult, RunSettings
 from app.core.provenance import changed_models, hardware_summary, model_identity
 from app.core.serialization import (
     ComparisonLink,
+    FormatError,
+    NewerRecordError,
     RunRecord,
     RunSummary,
     read_record,
     summarize,
 )
+from app.core.store import SetAside, ensure_folder, reason, set_aside, sweep_temp
+from app.core.store import atomic_write_text as atomic_write_text  # export.py uses it here
 
 log = logging.getLogger(__name__)
 
 HISTORY_DIR = "history"
-STALE_TEMP_SECONDS = 3600.0
+BAD_DIR = "bad"  # damaged records are moved here, under the history folder
 _ID = re.compile(r"^(cmp-)?[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 
 
@@ -50,30 +60,6 @@ class RunNotFound(RefusedError):
 
 class HistoryFileError(DecodeLabError):
     """A record exists but cannot be read."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Make ``path`` hold ``text``: before and after a crash it holds the old or the new
-    content in full, never a part. On error the temp file is removed and the error raised."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable; not possible (nor needed) on Windows.
-    with contextlib.suppress(OSError, AttributeError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def new_id(prefix: str = "") -> str:
@@ -111,20 +97,18 @@ class History:
     """The history folder. Safe to create any number of times (e.g. after a restart)."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = root if root is not None else paths.data_dir() / HISTORY_DIR
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = ensure_folder(root if root is not None else paths.data_dir() / HISTORY_DIR)
         # file name -> ((mtime_ns, size), summary or None for a bad file): list() re-reads
         # only files that changed, and warns about a bad file once.
         self._cache: dict[str, tuple[tuple[int, int], RunSummary | None]] = {}
-        self._sweep_temp()
+        self._problems: builtins.list[SetAside] = []
+        self._unreadable: SetAside | None = None  # the folder itself, when it cannot be read
+        sweep_temp(self.root)
 
-    def _sweep_temp(self) -> None:
-        # Temp files of writers that died; young ones may belong to a live writer.
-        now = time.time()
-        for p in self.root.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if now - p.stat().st_mtime > STALE_TEMP_SECONDS:
-                    p.unlink()
+    def problems(self) -> builtins.list[SetAside]:
+        """The records skipped since this History was made, each with its reason and where
+        it was moved (``bad/``), in the order they were found."""
+        return list(self._problems)
 
     def _path(self, run_id: str) -> Path:
         if not _ID.match(run_id):
@@ -133,7 +117,7 @@ class History:
 
     # -- writing --------------------------------------------------------------------------
     def save(self, record: RunRecord) -> str:
-        """Write ``record`` (atomically) and return its id."""
+        """Write ``record`` (atomically) and return its id; StorageError if the disk fails."""
         atomic_write_text(self._path(record.id), record.to_json())
         return record.id
 
@@ -163,7 +147,7 @@ class History:
         substrings (of the target's or draft's path, of the prompt), ``track`` the id."""
         found: list[RunSummary] = []
         seen: set[str] = set()
-        for p in self.root.glob("*.json"):
+        for p in self._files():
             seen.add(p.name)
             s = self._summary(p)
             if s is not None and s.matches(model, track, prompt, comparison):
@@ -171,6 +155,21 @@ class History:
         for name in set(self._cache) - seen:
             del self._cache[name]
         return sorted(found, key=lambda s: (s.created_unix, s.id), reverse=True)
+
+    def _files(self) -> builtins.list[Path]:
+        try:
+            with os.scandir(self.root) as entries:
+                found = [self.root / e.name for e in entries if e.name.endswith(".json")]
+        except OSError as exc:
+            # Not fatal for the window (an empty list, said once); resolve() refuses.
+            if self._unreadable is None:
+                self._unreadable = SetAside(self.root, f"cannot read this folder "
+                                            f"({reason(exc)})", None)
+                log.info("%s", self._unreadable)
+                self._problems.append(self._unreadable)
+            return []
+        self._unreadable = None
+        return found
 
     def _summary(self, p: Path) -> RunSummary | None:
         try:
@@ -182,16 +181,37 @@ class History:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         summary: RunSummary | None = None
-        try:
-            summary = summarize(read_record(p))
-        except (OSError, ValueError) as exc:
-            log.warning("skipping unreadable history file %s: %s", p, exc)
+        with contextlib.suppress(HistoryFileError, FileNotFoundError):
+            summary = summarize(self._read(p))
         self._cache[p.name] = (stamp, summary)
         return summary
+
+    def _read(self, p: Path) -> RunRecord:
+        """The checked record in ``p``; a damaged one is set aside (moved into ``bad/``),
+        reported, and a HistoryFileError saying so raised."""
+        try:
+            record = read_record(p)
+            if record.id != p.stem or not _ID.match(record.id):
+                raise FormatError(f"its id {record.id!r} does not match the file name")
+            return record
+        except FileNotFoundError:
+            raise
+        except (OSError, NewerRecordError) as exc:  # not damaged: leave it where it is
+            problem = SetAside(p, reason(exc) if isinstance(exc, OSError) else str(exc), None)
+        except ValueError as exc:
+            problem = set_aside(p, str(exc) or type(exc).__name__, self.root / BAD_DIR)
+            if problem.moved_to is None and not p.exists():
+                raise FileNotFoundError(p) from exc  # another History moved it first
+        # INFO: the callers say it to the user (problems(): `history list`, the window).
+        log.info("skipping history record %s", problem)
+        self._problems.append(problem)
+        raise HistoryFileError(str(problem))
 
     def resolve(self, prefix: str) -> str:
         """The one run or comparison id starting with ``prefix``."""
         listed = self.list()
+        if self._unreadable is not None:
+            raise HistoryFileError(str(self._unreadable))
         ids = {s.id for s in listed} | {s.comparison_id for s in listed if s.comparison_id}
         if prefix in ids:
             return prefix
@@ -204,13 +224,10 @@ class History:
 
     def load(self, run_id: str) -> RunRecord:
         """The full record, its ``result`` rebuilt with its events."""
-        p = self._path(run_id)
         try:
-            return read_record(p)
+            return self._read(self._path(run_id))
         except FileNotFoundError as exc:
             raise RunNotFound(f"no run {run_id}") from exc
-        except (OSError, ValueError) as exc:
-            raise HistoryFileError(f"{p}: cannot read this record: {exc}") from exc
 
     def _members(self, comparison_id: str) -> builtins.list[RunRecord]:
         summaries = self.list(comparison=comparison_id)
@@ -281,7 +298,8 @@ def make_record(
 
 
 def record_run(result: RunResult, inputs: RunInputs, history: History | None = None) -> str:
-    """Save a finished or cancelled run; returns its id. Raises OSError if the disk does."""
+    """Save a finished or cancelled run; returns its id. Raises StorageError (an OSError)
+    if the disk does."""
     return (history or History()).save(make_record(result, inputs))
 
 

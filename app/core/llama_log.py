@@ -8,6 +8,7 @@ file) and keeps the recent error lines so that a failed load can say why.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import logging
 import threading
@@ -42,7 +43,10 @@ def _on_log(level: int, text: bytes | None, _user_data: ctypes.c_void_p) -> None
         py_level = _level[0]
     if py_level >= logging.ERROR:
         _errors.append(line)
-    logger.log(py_level, line)
+    # An exception escaping a ctypes callback prints a traceback per llama.cpp line; the
+    # log handlers report their own failures (once: store.LogFileHandler).
+    with contextlib.suppress(Exception):
+        logger.log(py_level, line)
 
 
 def install() -> None:

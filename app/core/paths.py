@@ -4,6 +4,10 @@ Everything lives in the platformdirs folders for "decodelab" unless ``DECODELAB_
 points elsewhere (tests, portable installs). Models may be kept apart from the rest with
 ``DECODELAB_MODELS_DIR`` so that tests can use a throw-away home and still reuse the models
 that were downloaded once.
+
+Each function creates its folder on first use (``create=False``: just the path, for readers
+that can do without it); a folder that cannot be created (no permission, a file in the
+way) is a ``StorageError``: one line naming the folder, exit code 1.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from pathlib import Path
 
 import platformdirs
 
+from app.core.store import ensure_folder
+
 APP_NAME = "decodelab"
 
 
@@ -21,38 +27,42 @@ def _home() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _ensure(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def _ensure(path: Path, create: bool) -> Path:
+    return ensure_folder(path) if create else path
 
 
-def data_dir() -> Path:
+def data_dir(create: bool = True) -> Path:
     home = _home()
-    return _ensure(home / "data" if home else Path(platformdirs.user_data_dir(APP_NAME)))
+    path = home / "data" if home else Path(platformdirs.user_data_dir(APP_NAME))
+    return _ensure(path, create)
 
 
-def config_dir() -> Path:
+def config_dir(create: bool = True) -> Path:
     home = _home()
-    return _ensure(home / "config" if home else Path(platformdirs.user_config_dir(APP_NAME)))
+    path = home / "config" if home else Path(platformdirs.user_config_dir(APP_NAME))
+    return _ensure(path, create)
 
 
-def cache_dir() -> Path:
+def cache_dir(create: bool = True) -> Path:
     home = _home()
-    return _ensure(home / "cache" if home else Path(platformdirs.user_cache_dir(APP_NAME)))
+    path = home / "cache" if home else Path(platformdirs.user_cache_dir(APP_NAME))
+    return _ensure(path, create)
 
 
-def log_dir() -> Path:
+def log_dir(create: bool = True) -> Path:
     home = _home()
-    return _ensure(home / "logs" if home else Path(platformdirs.user_log_dir(APP_NAME)))
+    path = home / "logs" if home else Path(platformdirs.user_log_dir(APP_NAME))
+    return _ensure(path, create)
 
 
-def models_dir() -> Path:
+def models_dir(create: bool = True) -> Path:
     value = os.environ.get("DECODELAB_MODELS_DIR")
-    return _ensure(Path(value).expanduser() if value else data_dir() / "models")
+    path = Path(value).expanduser() if value else data_dir(create=False) / "models"
+    return _ensure(path, create)
 
 
-def runs_dir() -> Path:
-    return _ensure(data_dir() / "runs")
+def runs_dir(create: bool = True) -> Path:
+    return _ensure(data_dir(create=False) / "runs", create)
 
 
 def default_models_dir() -> Path:

@@ -3,8 +3,10 @@
 Guarantees: for every ``RunResult`` r, ``result_from_dict(r.to_dict()) == r`` (events
 included, in order, with their exact types), also after a trip through ``json``; the same
 for ``RunSettings``, ``ComparedRun`` and ``Comparison``. Keys a reader does not know (newer
-files, derived values such as ``tokens_per_second``) are ignored; a missing required key or
-a value of the wrong kind raises ``FormatError``.
+files, derived values such as ``tokens_per_second``) are ignored; a missing required key, a
+value of the wrong type or out of range (numbers must be finite; counts, sizes and times not
+negative; settings within what a spin box and a C int hold; record times up to the year 3000)
+or an unknown track id raises ``FormatError``, saying which field.
 
 ``RunRecord`` is what the history keeps of a run (and what an export carries next to each
 run): settings, model identities, hardware, prompt, result and its place in a comparison.
@@ -12,87 +14,87 @@ run): settings, model identities, hardware, prompt, result and its place in a co
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from app.core.compare import ComparedRun, Comparison
 from app.core.events import Event, RejectionEvent, RoundEvent, RunResult, RunSettings, TokenEvent
+from app.core.store import read_json
+from app.core.tracks import BY_ID
+from app.core.validate import FormatError, as_mapping, check_float, check_int, checker, fields_of
+
+# Settings go into spin boxes and C ints; -1 means "all" or "random" where llama.cpp says so.
+SETTINGS_RANGE = (-1, 2**31 - 1)
+# Creation times up to the year 3000: what every platform converts to a local date.
+UNIX_RANGE = (0.0, 32_503_680_000.0)
+_SIGNED = (-(2.0**53), 2.0**53)
+# The free-form ``effective`` dict of a result: the entries the program reads back.
+_EFFECTIVE = {
+    k: checker(int | None)
+    for k in ("draft_max", "expert_used_count", "expert_count", "threads", "threads_batch")
+}
+_OPTIONAL_FLOAT = checker(float | None, _SIGNED)
+_OPTIONAL_BOOL = checker(bool | None)
+_OPTIONAL_INT = checker(int | None)
+_FREE = checker(dict[str, Any])
 
 
-class FormatError(ValueError):
-    """A stored or exported document is not what DecodeLab wrote."""
+class NewerRecordError(FormatError):
+    """A record written by a newer DecodeLab: not damaged, just not readable here."""
 
 
-def _mapping(d: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(d, Mapping):
-        raise FormatError(f"{what}: expected an object, got {type(d).__name__}")
-    return cast(Mapping[str, Any], d)
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _fields(cls: type, d: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """The entries of ``d`` that are fields of dataclass ``cls``; required ones must exist."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name in d:
-            out[f.name] = d[f.name]
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise FormatError(f"{what}: missing {f.name!r}")
-    return out
-
-
-def _as_float(d: dict[str, Any], *names: str) -> None:
-    # JSON writes 1.0 as 1.0, but hand-made or foreign files may hold ints: normalise.
-    for n in names:
-        if n in d and isinstance(d[n], int) and not isinstance(d[n], bool):
-            d[n] = float(d[n])
+def _checked(check: Any, value: object, what: str) -> Any:
+    try:
+        return check(value)
+    except FormatError as exc:
+        raise FormatError(f"{what}: {exc}") from None
 
 
 def event_from_dict(d: object) -> Event:
     """The event ``d`` describes, chosen by its ``kind`` (token, rejected, round)."""
-    m = _mapping(d, "event")
+    m = as_mapping(d, "event")
     kind = m.get("kind", "token")
-    try:
-        if kind == "token":
-            f = _fields(TokenEvent, m, "token event")
-            _as_float(f, "t")
-            return TokenEvent(**f)
-        if kind == "rejected":
-            return RejectionEvent(**_fields(RejectionEvent, m, "rejection event"))
-        if kind == "round":
-            f = _fields(RoundEvent, m, "round event")
-            _as_float(f, "draft_seconds", "verify_seconds", "t")
-            return RoundEvent(**f)
-    except TypeError as exc:
-        raise FormatError(f"event: {exc}") from exc
+    if kind == "token":
+        return TokenEvent(**fields_of(TokenEvent, m, "token event"))
+    if kind == "rejected":
+        return RejectionEvent(**fields_of(RejectionEvent, m, "rejection event"))
+    if kind == "round":
+        return RoundEvent(**fields_of(RoundEvent, m, "round event"))
     raise FormatError(f"event: unknown kind {kind!r}")
 
 
 def settings_from_dict(d: object) -> RunSettings:
     """``RunSettings`` from its dict; absent keys take today's defaults (older files)."""
-    m = _mapping(d, "settings")
-    known = {f.name for f in dataclasses.fields(RunSettings)}
-    f = {k: v for k, v in m.items() if k in known}
-    _as_float(f, "temperature", "top_p", "min_p", "draft_p_min")
-    return RunSettings(**f)
+    return RunSettings(**fields_of(RunSettings, d, "settings", int_range=SETTINGS_RANGE))
 
 
 def result_from_dict(d: object) -> RunResult:
     """The ``RunResult`` of ``RunResult.to_dict()`` output (with or without events)."""
-    m = _mapping(d, "run")
-    f = _fields(RunResult, m, "run")
-    _as_float(f, "generation_seconds", "prefill_seconds", "draft_seconds", "verify_seconds")
+    m = as_mapping(d, "run")
+    f = fields_of(RunResult, m, "run", skip=("settings", "effective", "token_ids"))
     events = m.get("events") or []
     if not isinstance(events, list):
         raise FormatError("run: 'events' is not a list")
-    f["events"] = [event_from_dict(e) for e in events]
-    f["token_ids"] = list(m.get("token_ids") or [])
-    for key in ("settings", "effective"):
-        f[key] = dict(_mapping(f.get(key) or {}, f"run {key}"))
+    f["events"] = []
+    for i, e in enumerate(events):
+        try:
+            f["events"].append(event_from_dict(e))
+        except FormatError as exc:
+            raise FormatError(f"run.events[{i}]: {exc}") from None
+    f["token_ids"] = _checked(checker(list[int]), m.get("token_ids") or [], "run.token_ids")
+    f["settings"] = _checked(_FREE, m.get("settings") or {}, "run.settings")
+    settings_from_dict(f["settings"])  # the entries a reader uses must have their types
+    f["effective"] = _checked(_FREE, m.get("effective") or {}, "run.effective")
+    for key, check in _EFFECTIVE.items():
+        _checked(check, f["effective"].get(key), f"run.effective.{key}")
     try:
         return RunResult(**f)
     except TypeError as exc:
@@ -101,19 +103,19 @@ def result_from_dict(d: object) -> RunResult:
 
 def compared_run_from_dict(d: object) -> ComparedRun:
     """A ``ComparedRun`` from ``ComparedRun.to_dict()`` output."""
-    m = _mapping(d, "compared run")
+    m = as_mapping(d, "compared run")
     return ComparedRun(
         result_from_dict(m),
-        m.get("speedup"),
-        m.get("same_text_as_baseline"),
-        m.get("first_difference"),
-        m.get("baseline_margin_at_difference"),
+        _checked(_OPTIONAL_FLOAT, m.get("speedup"), "speedup"),
+        _checked(_OPTIONAL_BOOL, m.get("same_text_as_baseline"), "same_text_as_baseline"),
+        _checked(_OPTIONAL_INT, m.get("first_difference"), "first_difference"),
+        _checked(_OPTIONAL_FLOAT, m.get("baseline_margin_at_difference"), "baseline_margin"),
     )
 
 
 def comparison_from_dict(d: object) -> Comparison:
     """A ``Comparison`` from ``Comparison.to_dict()`` output (``{"runs": [...]}``)."""
-    runs = _mapping(d, "comparison").get("runs")
+    runs = as_mapping(d, "comparison").get("runs")
     if not isinstance(runs, list):
         raise FormatError("comparison: 'runs' is not a list")
     return Comparison([compared_run_from_dict(r) for r in runs])
@@ -141,8 +143,7 @@ class ModelIdentity:
 
     @classmethod
     def from_dict(cls, d: object) -> ModelIdentity:
-        f = _fields(cls, _mapping(d, "model"), "model")
-        return cls(**f)
+        return cls(**fields_of(cls, d, "model"))
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,11 @@ class ComparisonLink:
 
     @classmethod
     def from_dict(cls, d: object) -> ComparisonLink:
-        return cls(**_fields(cls, _mapping(d, "comparison"), "comparison"))
+        f = fields_of(cls, d, "comparison", ranges={"baseline_margin": _SIGNED})
+        _checked(lambda v: check_int(v, 1, 2**31), f["size"], "comparison.size")
+        if f["index"] >= f["size"]:
+            raise FormatError(f"comparison: index {f['index']} of {f['size']} runs")
+        return cls(**f)
 
 
 @dataclass
@@ -233,28 +238,37 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, d: object, result: RunResult | None = None) -> RunRecord:
-        """From ``to_dict()`` output; or from ``meta_dict()`` output plus ``result``."""
-        m = _mapping(d, "record")
+        """From ``to_dict()`` output; or from ``meta_dict()`` output plus ``result``.
+        Every field is checked (types, finite numbers in range, known track ids)."""
+        m = as_mapping(d, "record")
         if m.get("format") != RECORD_FORMAT:
-            raise FormatError(f"not a DecodeLab run record (format {m.get('format')!r})")
-        if not isinstance(m.get("version"), int) or m["version"] > RECORD_VERSION:
-            raise FormatError(f"record version {m.get('version')!r} is newer than this program")
-        try:
-            return cls(
-                id=str(m["id"]),
-                created_unix=float(m["created_unix"]),
-                prompt=str(m["prompt"]),
-                settings=settings_from_dict(m["settings"]),
-                target=ModelIdentity.from_dict(m["target"]),
-                draft=ModelIdentity.from_dict(m["draft"]) if m.get("draft") else None,
-                hardware=dict(_mapping(m.get("hardware") or {}, "hardware")),
-                result=result if result is not None else result_from_dict(m["result"]),
-                comparison=(
-                    ComparisonLink.from_dict(m["comparison"]) if m.get("comparison") else None
-                ),
-            )
-        except (KeyError, TypeError) as exc:
-            raise FormatError(f"record: bad or missing {exc}") from exc
+            raise FormatError(f"not a DecodeLab run record (format {_short(m.get('format'))})")
+        version = m.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise FormatError(f"record: bad version {_short(version)}")
+        if version > RECORD_VERSION:
+            raise NewerRecordError(f"record version {version} is newer than this program")
+        for key in ("id", "created_unix", "prompt", "settings", "target"):
+            if key not in m:
+                raise FormatError(f"record: missing {key!r}")
+        record = cls(
+            id=_checked(checker(str), m["id"], "record.id"),
+            created_unix=_checked(lambda v: check_float(v, *UNIX_RANGE), m["created_unix"],
+                                  "record.created_unix"),
+            prompt=_checked(checker(str), m["prompt"], "record.prompt"),
+            settings=settings_from_dict(m["settings"]),
+            target=ModelIdentity.from_dict(m["target"]),
+            draft=ModelIdentity.from_dict(m["draft"]) if m.get("draft") else None,
+            hardware=_checked(_FREE, m.get("hardware") or {}, "record.hardware"),
+            result=result if result is not None else result_from_dict(m.get("result")),
+            comparison=(
+                ComparisonLink.from_dict(m["comparison"]) if m.get("comparison") else None
+            ),
+        )
+        for track in (record.settings.track, record.result.track):
+            if track not in BY_ID:
+                raise FormatError(f"record: unknown track {_short(track)}")
+        return record
 
 
 @dataclass(frozen=True)
@@ -321,5 +335,7 @@ def summarize(r: RunRecord) -> RunSummary:
 
 
 def read_record(path: Path) -> RunRecord:
-    """The record in ``path``; OSError or ValueError (incl. FormatError) if unreadable."""
-    return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    """The record in ``path``, every field checked; OSError if unreadable, ValueError
+    (FormatError: damaged or foreign; NewerRecordError: from a newer program) if not valid.
+    Nesting is bounded: a deep document is a ValueError, never a RecursionError."""
+    return RunRecord.from_dict(read_json(path))

@@ -18,6 +18,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app import __version__
+from app.cli import EXIT_FAILED, EXIT_REFUSED
 from app.core import paths
 from app.ui.resources import read_text, resource_path
 
@@ -27,11 +28,13 @@ LOG_FILE = "decodelab.log"
 
 def configure_logging() -> Path:
     """A rotating log file in paths.log_dir() for the app and llama.cpp (once per process)."""
+    from app.core.store import LogFileHandler
+
     file = paths.log_dir() / LOG_FILE
     root = logging.getLogger()
     if not any(getattr(h, "_decodelab", False) for h in root.handlers):
-        handler = logging.handlers.RotatingFileHandler(file, maxBytes=2_000_000, backupCount=3,
-                                                       encoding="utf-8")
+        # A full disk or unwritable file: one line on stderr, then the file is left alone.
+        handler = LogFileHandler(file, max_bytes=2_000_000, backup_count=3)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._decodelab = True  # type: ignore[attr-defined]
         root.addHandler(handler)
@@ -105,17 +108,32 @@ class ScriptedSession(QObject):
         self.timer.setInterval(50)
         self.timer.timeout.connect(self._tick)
         window.run_ended.connect(self._run_ended)
+        window.runs.run_failed.connect(self._failed)
         lab = window.lab
         for runner in (lab.compare.runner, lab.sweep.runner, lab.pay.runner):
-            runner.failed.connect(lambda *_: setattr(self, "exit_code", self.exit_code or 1))
+            runner.failed.connect(self._failed)
             runner.ended.connect(self._next_step)
 
+    def _fail(self, code: int) -> None:
+        """The exit code of the first failure wins: 2 refused, 1 failed (as the CLI)."""
+        self.exit_code = self.exit_code or code
+
+    def _failed(self, kind: str, _message: str) -> None:
+        self._fail(EXIT_REFUSED if kind == "refused" else EXIT_FAILED)
+
+    def _inspect_failed(self, role: str, path: str, _message: str) -> None:
+        if path in (self.window.target_path, self.window.draft_path):
+            self._fail(EXIT_FAILED)  # a missing or broken model file
+
     def start(self) -> None:
-        from app.core.errors import DecodeLabError
+        from app.core.errors import DecodeLabError, RefusedError
         from app.core.models.library import resolve_model
+        from app.core.settings_check import read_prompt_file
 
         w, a = self.window, self.args
         w.resize(1480, 940)  # the same size for every scripted screenshot
+        # From here on: the models the window restored from the last session are not ours.
+        w.host.inspect_failed.connect(self._inspect_failed)
         try:
             if a.model:
                 w.set_target(str(resolve_model(a.model)))
@@ -124,14 +142,17 @@ class ScriptedSession(QObject):
             elif a.model:
                 w.set_draft(None)  # a scripted run uses exactly the models it names
             if a.prompt_file:
-                w.prompt.text.setPlainText(Path(a.prompt_file).read_text(encoding="utf-8"))
+                w.prompt.text.setPlainText(read_prompt_file(a.prompt_file))
             if getattr(a, "max_tokens", None):
                 w.tracks.settings.max_tokens.setValue(a.max_tokens)
             if getattr(a, "threads", None):
                 w.tracks.settings.threads.setValue(a.threads)
+        except RefusedError as exc:  # a prompt file that cannot be a prompt
+            w.show_error("refused", str(exc))
+            self._fail(EXIT_REFUSED)
         except (DecodeLabError, OSError) as exc:
             w.show_error("error", str(exc))
-            self.exit_code = 1
+            self._fail(EXIT_FAILED)
         if a.fetch_default and not w.target_path:
             from app.core.models import DEFAULT_MODEL
 
@@ -148,8 +169,9 @@ class ScriptedSession(QObject):
                 if w.tracks.selected() != a.track:
                     reason = w.tracks.rows[a.track].reason.text() if a.track in w.tracks.rows \
                         else "unknown or deprecated track"
-                    w.show_error("refused", f"Track {a.track!r} cannot run here: {reason}")
-                    self.exit_code = 2
+                    if self.exit_code == 0:  # not the consequence of a broken model
+                        w.show_error("refused", f"Track {a.track!r} cannot run here: {reason}")
+                    self._fail(EXIT_REFUSED)
             view = getattr(a, "view", None) or "run"
             if a.run and self.exit_code == 0:
                 self._stage = "running"
@@ -197,7 +219,7 @@ class ScriptedSession(QObject):
         else:
             ok = self.window.start_run()
         if not ok:
-            self.exit_code = self.exit_code or 2
+            self._fail(EXIT_REFUSED)
             self._steps = []
             self._finish()
 
@@ -205,7 +227,7 @@ class ScriptedSession(QObject):
         if self._stage != "running":
             return
         if result is None:
-            self.exit_code = 1
+            self._fail(EXIT_FAILED)  # run_failed has already said whether it was refused
         self._next_step()
 
     def _finish(self) -> None:
@@ -224,7 +246,7 @@ class ScriptedSession(QObject):
             path.parent.mkdir(parents=True, exist_ok=True)
             if not self.window.grab().save(str(path)):
                 log.error("could not save the screenshot to %s", path)
-                self.exit_code = self.exit_code or 1
+                self._fail(EXIT_FAILED)
         if self.args.exit:
             self.window.close()
             QApplication.instance().exit(self.exit_code)  # type: ignore[union-attr]

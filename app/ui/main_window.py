@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         if restore:
             self._restore()
         self._refresh()
+        self._report_set_aside()
 
     # -- layout ---------------------------------------------------------------------------------
     def _build(self, log_file: str) -> None:
@@ -354,6 +355,15 @@ class MainWindow(QMainWindow):
     # -- remembered state -------------------------------------------------------------------------
     def _restore(self) -> None:
         window_state.restore(self, self.gui_settings)
+
+    def _report_set_aside(self) -> None:
+        """Say (banner, status bar, log) which damaged stored files were set aside at start:
+        the window settings, the model library, history records."""
+        found = [self.gui_settings.set_aside, self.models.library.set_aside,
+                 *self.lab.history.history.problems()]
+        lines = [str(p) for p in found if p is not None]
+        if lines:
+            self.show_error("info", "Set aside as damaged: " + " | ".join(lines))
 
     def restore_chat_choice(self, chat: bool | None) -> None:
         """The user's last chat-template choice, applied when the first target is read."""

@@ -59,7 +59,7 @@ def test_settings_file_with_another_schema_gives_defaults(tmp_path: Path) -> Non
     assert GuiSettings.load(file).track == "baseline"
     file.write_text("{not json")
     assert GuiSettings.load(file).track == "baseline"
-    assert (tmp_path / "gui.json.corrupt").is_file()
+    assert list(tmp_path.glob("gui.json.bad-*"))
 
 
 def test_first_run_offers_the_default_model_and_fetch_can_be_cancelled(
@@ -89,10 +89,10 @@ def test_first_run_offers_the_default_model_and_fetch_can_be_cancelled(
     assert not panel.first_run.isHidden()
     assert "smollm2-135m" in panel.first_run.text.text()
     qtbot.mouseClick(panel.first_run.action, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: panel.fetch_bar.value() > 0, timeout=5000)
+    qtbot.waitUntil(lambda: panel.fetch_bar.value() > 0, timeout=60000)
     assert calls == ["smollm2-135m"]
     assert "download" in panel.fetch_label.text()
-    with qtbot.waitSignal(w.fetcher.failed, timeout=5000) as blocker:
+    with qtbot.waitSignal(w.fetcher.failed, timeout=60000) as blocker:
         qtbot.mouseClick(panel.fetch_cancel, Qt.MouseButton.LeftButton)
     assert blocker.args[2] is True  # cancelled
     assert "cancelled" in panel.fetch_label.text()
