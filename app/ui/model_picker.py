@@ -1,8 +1,11 @@
 """A model combo box over the library: pinned models, folder files, recent files, Open….
 
 Section headers are disabled items; a pinned model that is not installed can be chosen, and
-the panel then offers to fetch it. The draft picker lists every model and marks the ones
-the compatibility survey found incompatible (text, colour and tooltip with failed checks).
+the panel then offers to fetch it. An installed pinned model whose file changed since it
+was verified (core models/integrity.py, a cheap size+mtime check) is marked altered (text,
+warning colour, tooltip saying how to verify or repair it); it can still be chosen. The
+draft picker lists every model and marks the ones the compatibility survey found
+incompatible (text, colour and tooltip with failed checks).
 """
 
 from __future__ import annotations
@@ -14,12 +17,17 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from app.core.models.catalog import CATALOG
+from app.core.models.integrity import ModelState, check_model
+
 PATH_ROLE = Qt.ItemDataRole.UserRole
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
 NAME_ROLE = Qt.ItemDataRole.UserRole + 2
 LABEL_ROLE = Qt.ItemDataRole.UserRole + 3
+ALTERED_ROLE = Qt.ItemDataRole.UserRole + 4  # tooltip line of an altered pinned model
 
 INCOMPATIBLE = QColor("#b3261e")
+ALTERED = QColor("#b26a00")
 MUTED = QColor("#7a828e")
 
 
@@ -84,13 +92,20 @@ class ModelPicker(QWidget):
         self._show_current()
 
     def _add(self, e: Entry) -> None:
-        item = QStandardItem(e.label)
+        label, tooltip = e.label, e.tooltip
+        warning = _altered_warning(e.name) if e.kind == "pinned" and e.name else ""
+        if warning:
+            label, tooltip = f"{label}  ⚠ altered", "\n".join(filter(None, (tooltip, warning)))
+        item = QStandardItem(label)
         item.setData(e.path, PATH_ROLE)
         item.setData(e.kind, KIND_ROLE)
         item.setData(e.name, NAME_ROLE)
-        item.setData(e.label, LABEL_ROLE)
-        if e.tooltip:
-            item.setToolTip(e.tooltip)
+        item.setData(label, LABEL_ROLE)
+        item.setData(warning, ALTERED_ROLE)
+        if warning:
+            item.setForeground(QBrush(ALTERED))
+        if tooltip:
+            item.setToolTip(tooltip)
         if e.kind == "header":
             item.setFlags(Qt.ItemFlag.NoItemFlags)
             font = QFont()
@@ -155,16 +170,31 @@ class ModelPicker(QWidget):
             if kind in ("header", "none", "missing") or not path:
                 continue
             ok, tip = next((m for p, m in marks.items() if _same(p, path)), (None, ""))
-            label = item.data(LABEL_ROLE)
+            label, warning = item.data(LABEL_ROLE), item.data(ALTERED_ROLE)
             if ok is False:
                 item.setText(f"{label}  ⚠ incompatible")
                 item.setForeground(QBrush(INCOMPATIBLE))
             else:
                 item.setText(label + ("  ✓" if ok else ""))
-                item.setData(None, Qt.ItemDataRole.ForegroundRole)
-            item.setToolTip(tip or path)
+                if warning:
+                    item.setForeground(QBrush(ALTERED))
+                else:
+                    item.setData(None, Qt.ItemDataRole.ForegroundRole)
+            item.setToolTip("\n".join(filter(None, (tip or path, warning))))
         row = self.row_of(self._current)
         self.combo.setToolTip(self.model.item(row).toolTip() if row >= 0 else "")
+
+
+def _altered_warning(name: str) -> str:
+    """A tooltip line if the pinned model ``name`` is altered, else "" (never hashes)."""
+    entry = CATALOG.get(name)
+    if entry is None:
+        return ""
+    check = check_model(entry)
+    if check.state is not ModelState.ALTERED:
+        return ""
+    return (f"⚠ Altered: {check.detail}. Check it with `decodelab models verify {name}`, "
+            f"replace it with `decodelab models fetch --repair {name}`.")
 
 
 def _same(a: str | None, b: str | None) -> bool:

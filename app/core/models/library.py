@@ -5,10 +5,12 @@ Guarantees:
 - A pinned model counts as installed only if its file has the pinned size and a
   ``<file>.sha256`` sidecar (written by the fetcher after verification) holds the pinned
   checksum, or, for a derived model made by another llama.cpp, the checksum vouched for
-  by ``<file>.derived.json`` (see the fetcher). Checking never hashes the file.
-- ``library.json`` in the config folder is written atomically (temp file + os.replace).
-  A corrupt or unreadable one is renamed to ``library.json.corrupt`` and the library
-  starts empty: loading never raises.
+  by ``<file>.derived.json`` (see the fetcher). Checking never hashes the file. Whether
+  the file is still what was verified is integrity.py's job (``PinnedStatus.state``).
+- ``library.json`` in the config folder is written atomically (``store.atomic_write_text``).
+  A damaged one (not JSON, nested too deep, or a field of the wrong type) is renamed
+  ``library.json.bad-<YYYYmmdd-HHMMSS>``, the library starts empty and ``set_aside`` says
+  why: loading never raises. Temp files of dead writers are removed on load.
 """
 
 from __future__ import annotations
@@ -19,24 +21,27 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from app.core import paths
 from app.core.errors import ModelFileError
 from app.core.models.catalog import CATALOG, CatalogEntry
+from app.core.store import SetAside, atomic_write_text, read_json, set_aside, sweep_temp
 
 log = logging.getLogger(__name__)
 
 MAX_RECENT = 20
 LIBRARY_FILE = "library.json"
+LIBRARY_VERSION = 1
 
 
 # ---------------------------------------------------------------- installed pinned models
 
 
 def model_path(entry: CatalogEntry) -> Path:
-    """Where ``entry`` is (or will be) installed."""
-    return paths.models_dir() / entry.filename
+    """Where ``entry`` is (or will be) installed (the folder is not created: read-only
+    listing works on a folder that cannot be written)."""
+    return paths.models_dir(create=False) / entry.filename
 
 
 def sidecar_path(path: Path) -> Path:
@@ -58,10 +63,7 @@ def read_sidecar(path: Path) -> str | None:
 
 def write_sidecar(final: Path, checksum: str) -> None:
     """Record ``checksum`` for ``final`` in ``sha256sum`` format, atomically."""
-    sidecar = sidecar_path(final)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(f"{checksum}  {final.name}\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
+    atomic_write_text(sidecar_path(final), f"{checksum}  {final.name}\n")
 
 
 def installed_file(
@@ -93,24 +95,34 @@ def installed_file(
 
 class PinnedStatus(NamedTuple):
     """A pinned model and its state. Not installed: path and sha256 are None and size is
-    the catalog size; installed: the file's path, size and verified checksum."""
+    the catalog size; installed: the file's path, size and install checksum. ``state`` is
+    the cheap integrity check (verified, unverified, altered, missing; see integrity.py):
+    an installed file may be ``altered``, and a file of the wrong size is not installed
+    but ``altered``."""
 
     entry: CatalogEntry
     installed: bool
     path: Path | None
     size: int
     sha256: str | None
+    state: str = "missing"
 
 
-def pinned_status() -> list[PinnedStatus]:
-    """Every catalog entry, in catalog order, with its installed state."""
+def pinned_status(catalog: Mapping[str, CatalogEntry] | None = None) -> list[PinnedStatus]:
+    """Every catalog entry, in catalog order, with its installed and integrity state.
+    Never hashes a model."""
+    from app.core.models.integrity import model_state  # integrity builds on this module
+
+    table = CATALOG if catalog is None else catalog
     result = []
-    for entry in CATALOG.values():
-        path = installed_file(entry)
+    for entry in table.values():
+        path = installed_file(entry, table)
+        state = model_state(entry, table).value
         if path is None:
-            result.append(PinnedStatus(entry, False, None, entry.size, None))
+            result.append(PinnedStatus(entry, False, None, entry.size, None, state))
         else:
-            result.append(PinnedStatus(entry, True, path, path.stat().st_size, read_sidecar(path)))
+            result.append(PinnedStatus(entry, True, path, path.stat().st_size,
+                                       read_sidecar(path), state))
     return result
 
 
@@ -155,42 +167,40 @@ class Library:
         self.file = file
         self._folders = folders
         self._recent = recent
-        # Set by load() when a corrupt file was set aside, so a UI can say so.
-        self.recovered_from: Path | None = None
+        # Set by load() when a damaged file was set aside, so a UI can say so.
+        self.set_aside: SetAside | None = None
 
     @classmethod
     def load(cls, file: Path | None = None) -> Library:
         """The library in ``file`` (default: config_dir()/library.json); never raises on a
-        missing or corrupt file."""
-        file = file if file is not None else paths.config_dir() / LIBRARY_FILE
+        missing, unreadable or damaged file, nor on a config folder that cannot be made."""
+        if file is None:
+            try:
+                file = paths.config_dir() / LIBRARY_FILE
+            except OSError as exc:  # StorageError: start empty; a save says it again
+                log.warning("%s; the model library starts empty", exc)
+                return cls(paths.config_dir(create=False) / LIBRARY_FILE, [], [])
+        sweep_temp(file.parent, file.name)
         try:
-            data: Any = json.loads(file.read_text(encoding="utf-8"))
-            folders, recent = _paths(data.get("folders", [])), _paths(data.get("recent", []))
+            folders, recent = _parse(read_json(file))
         except FileNotFoundError:
             return cls(file, [], [])
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
-            backup = file.with_name(file.name + ".corrupt")
-            log.warning("%s is unreadable (%s); set aside as %s", file, exc, backup)
+        except (OSError, ValueError) as exc:
             library = cls(file, [], [])
-            try:
-                os.replace(file, backup)
-                library.recovered_from = backup
-            except OSError:
-                pass  # the next save overwrites it anyway
+            library.set_aside = set_aside(file, str(exc) or type(exc).__name__)
+            log.warning("the model library was damaged: %s", library.set_aside)
             return library
         return cls(file, folders, recent[:MAX_RECENT])
 
     def save(self) -> None:
-        """Write the library atomically (a crash leaves the old or the new file)."""
+        """Write the library atomically (a crash leaves the old or the new file); raises
+        StorageError (an OSError) if the disk fails."""
         data = {
-            "version": 1,
+            "version": LIBRARY_VERSION,
             "folders": [str(p) for p in self._folders],
             "recent": [str(p) for p in self._recent],
         }
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.file)
+        atomic_write_text(self.file, json.dumps(data, indent=2) + "\n")
 
     @property
     def folders(self) -> list[Path]:
@@ -249,9 +259,22 @@ class Library:
         return resolve_model(spec)
 
 
-def _paths(value: object) -> list[Path]:
-    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-        raise TypeError("expected a list of paths")
+def _parse(data: object) -> tuple[list[Path], list[Path]]:
+    """Folders and recent files of a library document; ValueError saying what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object, got {type(data).__name__}")
+    version = data.get("version", LIBRARY_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version != LIBRARY_VERSION:
+        raise ValueError(f"unknown version {str(version)[:20]!r}")
+    return _paths(data.get("folders", []), "folders"), _paths(data.get("recent", []), "recent")
+
+
+def _paths(value: object, key: str) -> list[Path]:
+    if not isinstance(value, list):
+        raise ValueError(f"{key}: expected a list of paths, got {type(value).__name__}")
+    for p in value:
+        if not isinstance(p, str) or not p or "\x00" in p:
+            raise ValueError(f"{key}: expected a path, got {str(p)[:40]!r}")
     return [Path(p) for p in value]
 
 
