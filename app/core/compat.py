@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.gguf_info import ModelInfo
+from app.core.gguf_reader import shown
 
 VOCAB_SIZE_TOLERANCE = 128
 FIRST_COMPARED_TOKEN = 5
@@ -48,10 +49,16 @@ class Compatibility:
         return {"compatible": self.compatible, "checks": [c.to_dict() for c in self.checks]}
 
 
+def _quoted(value: object) -> str:
+    # Strings come from the files: cut and escaped so a detail stays one short line.
+    return shown(value) if isinstance(value, str) else repr(value)
+
+
 def _same(name: str, target: object, draft: object, what: str = "") -> Check:
     ok = target == draft
     label = f"{what} " if what else ""
-    detail = f"both {label}{target!r}" if ok else f"target {label}{target!r} vs draft {draft!r}"
+    t, d = _quoted(target), _quoted(draft)
+    detail = f"both {label}{t}" if ok else f"target {label}{t} vs draft {d}"
     return Check(name, ok, detail)
 
 
@@ -71,9 +78,8 @@ def _token_texts(target: ModelInfo, draft: ModelInfo) -> Check:
         return Check("token texts", False, "a model has no vocabulary in its file")
     for i in range(FIRST_COMPARED_TOKEN, n):
         if target.tokens[i] != draft.tokens[i]:
-            return Check(
-                "token texts", False, f"token {i}: {target.tokens[i]!r} vs {draft.tokens[i]!r}"
-            )
+            texts = f"{shown(target.tokens[i])} vs {shown(draft.tokens[i])}"
+            return Check("token texts", False, f"token {i}: {texts}")
     return Check("token texts", True, f"ids {FIRST_COMPARED_TOKEN}…{n - 1} identical")
 
 

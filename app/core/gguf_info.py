@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.gguf_reader import GGUFHeader, read_header, tensor_nbytes
+from app.core.gguf_reader import GGUFHeader, Metadata, read_header, tensor_nbytes
 
 # From llama.cpp's llm_arch_is_recurrent / llm_arch_is_hybrid (see LLAMA_NOTES.md).
 RECURRENT_ARCHS = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
@@ -77,6 +77,10 @@ FILE_TYPES = {
 # llama.cpp's defaults when the file has no add_bos/add_eos key (llama_vocab::load).
 _ADDS_BOS_BY_DEFAULT = frozenset({"llama", "bert"})
 _ADDS_EOS_BY_DEFAULT = frozenset({"t5"})
+# llama.cpp's architecture and tokenizer names are short identifiers; these go into messages.
+_MAX_NAME = 128
+# Token ids are shown as the file gives them, negative ones too: llama.cpp judges them.
+_MIN_ID = -(2**31)
 
 GGML_TYPES = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
@@ -177,7 +181,7 @@ def inspect_cached(path: str | Path) -> ModelInfo:
     return info
 
 
-def _is_recurrent_or_hybrid(arch: str, md: dict[str, Any]) -> tuple[bool, bool]:
+def _is_recurrent_or_hybrid(arch: str, md: Metadata) -> tuple[bool, bool]:
     if arch in RECURRENT_ARCHS:
         return True, False
     if arch in HYBRID_ARCHS:
@@ -186,8 +190,9 @@ def _is_recurrent_or_hybrid(arch: str, md: dict[str, Any]) -> tuple[bool, bool]:
     has_ssm = any(k.startswith((f"{arch}.ssm.", f"{arch}.wkv.")) for k in md)
     if not has_ssm:
         return False, False
-    kv_heads = md.get(f"{arch}.attention.head_count_kv")
-    has_attention = isinstance(kv_heads, list) and any(h for h in kv_heads)
+    # Per-layer KV head counts: a layer with heads is an attention layer.
+    kv_key = f"{arch}.attention.head_count_kv"
+    has_attention = md.is_array(kv_key) and any(md.get_int_list(kv_key))
     return (not has_attention), has_attention
 
 
@@ -200,49 +205,45 @@ def _size_label(n_params: int) -> str:
 
 
 def model_info_from_header(header: GGUFHeader) -> ModelInfo:
+    """The ModelInfo of a parsed header; a value of the wrong type: ModelFileError."""
     md = header.metadata
-    arch = str(md.get("general.architecture", "unknown"))
-    tokens = md.get("tokenizer.ggml.tokens") or []
-    n_vocab = header.array_lengths.get("tokenizer.ggml.tokens", 0)
+    arch = md.get_str("general.architecture", "unknown", max_chars=_MAX_NAME)
+    tokens = md.get_str_list("tokenizer.ggml.tokens")
     n_params = sum(t.n_elements for t in header.tensors)
     recurrent, hybrid = _is_recurrent_or_hybrid(arch, md)
-    template = md.get("tokenizer.chat_template")
-    ftype = md.get("general.file_type")
-    tok_model = str(md.get("tokenizer.ggml.model", ""))
+    template = md.get_str("tokenizer.chat_template")
+    ftype = md.get_int("general.file_type")
+    tok_model = md.get_str("tokenizer.ggml.model", "", max_chars=_MAX_NAME)
     by_type: dict[int, int] = {}
     for t in header.tensors:
         by_type[t.ggml_type] = by_type.get(t.ggml_type, 0) + (tensor_nbytes(t) or 0)
     dominant = max(by_type, key=lambda k: by_type[k]) if by_type else None
     digest = hashlib.sha256("\x00".join(tokens).encode("utf-8", "replace")).hexdigest()
 
-    def opt_int(key: str) -> int | None:
-        v = md.get(key)
-        return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
-
     return ModelInfo(
         path=str(header.path),
         file_name=header.path.name,
-        name=str(md.get("general.name") or header.path.stem),
+        name=md.get_str("general.name") or header.path.stem,
         architecture=arch,
-        size_label=str(md.get("general.size_label") or _size_label(n_params)),
+        size_label=md.get_str("general.size_label") or _size_label(n_params),
         n_params=n_params,
         file_size=header.file_size,
         quantization=FILE_TYPES.get(ftype, f"type {ftype}") if ftype is not None else "unknown",
         dominant_tensor_type=GGML_TYPES.get(dominant, "?") if dominant is not None else "none",
-        context_length=int(md.get(f"{arch}.context_length") or 0),
-        n_vocab=n_vocab,
+        context_length=md.get_int(f"{arch}.context_length", 0),
+        n_vocab=len(tokens),
         tokenizer_model=tok_model,
-        tokenizer_pre=str(md.get("tokenizer.ggml.pre", "default")),
-        bos_id=opt_int("tokenizer.ggml.bos_token_id"),
-        eos_id=opt_int("tokenizer.ggml.eos_token_id"),
-        add_bos=bool(md.get("tokenizer.ggml.add_bos_token", tok_model in _ADDS_BOS_BY_DEFAULT)),
-        add_eos=bool(md.get("tokenizer.ggml.add_eos_token", tok_model in _ADDS_EOS_BY_DEFAULT)),
+        tokenizer_pre=md.get_str("tokenizer.ggml.pre", "default", max_chars=_MAX_NAME),
+        bos_id=md.get_int("tokenizer.ggml.bos_token_id", lo=_MIN_ID),
+        eos_id=md.get_int("tokenizer.ggml.eos_token_id", lo=_MIN_ID),
+        add_bos=md.get_bool("tokenizer.ggml.add_bos_token", tok_model in _ADDS_BOS_BY_DEFAULT),
+        add_eos=md.get_bool("tokenizer.ggml.add_eos_token", tok_model in _ADDS_EOS_BY_DEFAULT),
         has_chat_template=bool(template),
-        chat_template=str(template) if template else None,
-        expert_count=int(md.get(f"{arch}.expert_count") or 0),
-        expert_used_count=int(md.get(f"{arch}.expert_used_count") or 0),
+        chat_template=template or None,
+        expert_count=md.get_int(f"{arch}.expert_count", 0),
+        expert_used_count=md.get_int(f"{arch}.expert_used_count", 0),
         is_recurrent=recurrent,
         is_hybrid=hybrid,
         vocab_fingerprint=digest[:16],
-        tokens=list(tokens),
+        tokens=tokens,
     )
