@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from app.cli import OutputError
+from app.cli_common import OutputError
 from app.core.compare import Comparison
 from app.core.compat import Compatibility
 from app.core.events import Event, RunResult, TokenEvent

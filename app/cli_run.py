@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from app.core.drafting import registry
 from app.core.errors import DecodeLabError, RefusedError
 from app.core.events import RunSettings
 from app.core.settings_check import (
@@ -75,13 +76,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         f"verified in one batch of {VERIFY_BATCH})")
     p.add_argument("--draft-min", type=t("draft_min"), default=d.draft_min, metavar="K",
                    help=f"draft at least K tokens or none, 0…{MAX_DRAFT}")
-    p.add_argument("--draft-p-min", type=t("draft_p_min"), default=d.draft_p_min, metavar="P",
-                   help="fixed drafting stops below this draft probability, 0…1")
-    p.add_argument("--ngram-min", type=t("ngram_min"), default=d.ngram_min, metavar="N",
-                   help=f"shortest n-gram prompt lookup matches, 1…{LIMITS['ngram_min'].hi}")
-    p.add_argument("--ngram-max", type=t("ngram_max"), default=d.ngram_max, metavar="N",
-                   help=f"longest n-gram prompt lookup matches, ngram-min…"
-                        f"{LIMITS['ngram_max'].hi}")
+    add_source_flags(p)
     p.add_argument(
         "--fixed",
         action="store_true",
@@ -101,6 +96,30 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-events", action="store_true", help="leave per-token events out of JSON")
     p.add_argument("--no-save", action="store_true", help="do not keep the run in the history")
+
+
+def _source_type(spec: registry.Setting) -> Any:
+    def parse(text: str) -> object:
+        try:
+            return spec.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+
+    parse.__name__ = spec.name
+    return parse
+
+
+def add_source_flags(p: argparse.ArgumentParser) -> None:
+    """One option per setting of every registered draft source (``app.core.drafting``)."""
+    for src in registry.sources():
+        group = p.add_argument_group(f"{src.title} settings")
+        for spec in src.settings:
+            if spec.kind is bool:
+                metavar, shown = "on|off", f"default {'on' if spec.default else 'off'}"
+            else:
+                metavar, shown = "N", f"{spec.range_text()}, default {spec.default}"
+            group.add_argument(spec.flag, dest=spec.name, type=_source_type(spec),
+                               metavar=metavar, help=f"{spec.help} ({shown})")
 
 
 def add_run_parsers(sub: Any) -> None:
@@ -127,9 +146,6 @@ def settings_from(args: argparse.Namespace, track: str) -> RunSettings:
         min_p=args.min_p,
         draft_max=args.draft_max,
         draft_min=args.draft_min,
-        draft_p_min=args.draft_p_min,
-        ngram_min=args.ngram_min,
-        ngram_max=args.ngram_max,
         adaptive=not args.fixed,
         experts=args.experts,
         threads=args.threads,
@@ -138,6 +154,8 @@ def settings_from(args: argparse.Namespace, track: str) -> RunSettings:
         system=args.system,
         gpu_layers=args.gpu_layers,
         draft_gpu_layers=args.draft_gpu_layers,
+        options={spec.name: getattr(args, spec.name) for spec in registry.all_settings()
+                 if getattr(args, spec.name, None) is not None},
     )
 
 
@@ -148,7 +166,7 @@ def _prompt(args: argparse.Namespace) -> str:
 
 
 def _models(args: argparse.Namespace) -> tuple[str, str | None]:
-    from app.cli import resolve_model
+    from app.cli_common import resolve_model
 
     return resolve_model(args.model), resolve_model(args.draft) if args.draft else None
 
@@ -176,9 +194,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Kept before anything that can fail after it (printing, a full disk): nothing is lost.
     code = 0
     if not args.no_save:
-        from app.core.history import RunInputs, record_run
+        from app.core.events import RunRequest
+        from app.core.history import record_run
 
-        code = _save(lambda: record_run(result, RunInputs(target, draft, prompt, settings)))
+        code = _save(lambda: record_run(result, RunRequest(target, draft, prompt, settings)))
     if sink is not None and sink.error is not None:
         raise sink.error  # standard output failed while streaming; the run is kept
     if args.json:
@@ -210,9 +229,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # the CSV (one line on stderr, exit 1), never the comparison.
     code = 0
     if not args.no_save:
-        from app.core.history import RunInputs, record_comparison
+        from app.core.events import RunRequest
+        from app.core.history import record_comparison
 
-        code = _save(lambda: record_comparison(result, RunInputs(target, draft, prompt, settings)))
+        code = _save(lambda: record_comparison(result, RunRequest(target, draft, prompt, settings)))
     try:
         if args.json:
             print(json.dumps(result.to_dict(with_events=not args.no_events), indent=1))

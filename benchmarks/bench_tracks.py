@@ -19,7 +19,7 @@ from app.core.events import RunResult, RunSettings
 from app.core.gguf_info import inspect_model
 from app.core.models.library import resolve_model
 from app.core.session import Session
-from app.core.tracks import WORKING, availability, get_track
+from app.core.tracks import availability, get_track, working
 from benchmarks.common import (
     PROMPT_NAMES,
     machine_summary,
@@ -35,7 +35,7 @@ def applicable_tracks(target: str, draft: str | None) -> list[str]:
     t = inspect_model(target)
     d = inspect_model(draft) if draft else None
     compat = check_draft(t, d) if d else None
-    return [tr.id for tr in WORKING if availability(tr, t, d, compat) is None]
+    return [tr.id for tr in working() if availability(tr, t, d, compat) is None]
 
 
 def main() -> int:
@@ -78,7 +78,7 @@ def main() -> int:
             text = templated(target, name)
             for _ in range(args.repeats):
                 for track in tracks:
-                    s = replace(base, track=track, experts=1 if get_track(track).uses_moe else None)
+                    s = replace(base, track=track, experts=1 if get_track(track).moe else None)
                     r = session.run(target, draft, text, s)
                     results[(name, track)].append(r)
                     print(

@@ -79,7 +79,7 @@ def main() -> int:
     spin_until(lambda: not window.host.busy, 60)
     if not window.tracks.select(args.track):
         print(
-            f"track {args.track} is not available: {window.tracks.rows[args.track].reason.text()}",
+            f"track {args.track} is not available: {window.tracks.reason(args.track, full=True)}",
             file=sys.stderr,
         )
         return 2

@@ -216,7 +216,7 @@ class Config:
 
     def base(self) -> RunSettings:
         s = RunSettings(max_tokens=self.max_tokens, threads=self.threads, ctx=self.ctx)
-        return s if self.p_min is None else replace(s, draft_p_min=self.p_min)
+        return s if self.p_min is None else s.with_options(draft_p_min=self.p_min)
 
 
 def bench_target(
@@ -329,7 +329,7 @@ def main() -> int:
     targets = {spec: str(resolve_model(spec)) for spec in args.targets.split(",")}
     print(f"# {machine_summary()}")
     print(f"# draft {args.draft if draft else None}, prompts {args.prompts}, K {args.ks}, "
-          f"fixed K (adaptive off), draft_p_min {cfg.base().draft_p_min}, greedy, "
+          f"fixed K (adaptive off), draft_p_min {cfg.base().option('draft_p_min')}, greedy, "
           f"{args.max_tokens} tokens, {args.threads} threads, {args.repeats} repeats (medians)")
     out: dict[str, Any] = {"machine": machine_summary(), "args": vars(args), "targets": {}}
     lines = []

@@ -1,4 +1,5 @@
-"""Replay Track 8 drafters on recorded greedy answers, free of the machine's noise.
+"""Replay free drafters (Track 8, suffix drafting) on recorded greedy answers, free of the
+machine's noise.
 
 At temperature 0 the answer does not depend on the drafter (lossless speculation), so a
 drafter's rounds can be replayed on the recorded prompt and answer tokens: each round
@@ -25,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.adaptive import CostModel
-from app.core.drafters import Proposal
+from app.core.drafting.base import Proposal
+from app.core.drafting.lookup import PromptLookup
+from app.core.drafting.suffix import SuffixDrafter
 from app.core.events import RunSettings
-from app.core.lookup import PromptLookup
 from app.core.models.library import resolve_model
 from app.core.predict import measure
 from app.core.session import Session, render_prompt
@@ -163,6 +165,16 @@ def ours_adaptive(costs: CostModel, prompt: list[int], answer: list[int]) -> Pro
     return PromptLookup(1, 4, True, costs)
 
 
+def suffix_fixed(costs: CostModel, prompt: list[int], answer: list[int]) -> SuffixDrafter:
+    # The registry's defaults: depth 32, length factor 2, min probability 0.1. One answer
+    # per prompt: the tree over earlier answers (on in the app) has nothing to add here.
+    return SuffixDrafter(32, 2.0, 0.1, False, costs)
+
+
+def suffix_adaptive(costs: CostModel, prompt: list[int], answer: list[int]) -> SuffixDrafter:
+    return SuffixDrafter(32, 2.0, 0.1, True, costs)
+
+
 def oracle(costs: CostModel, prompt: list[int], answer: list[int]) -> Oracle:
     return Oracle(len(prompt), answer)
 
@@ -178,6 +190,8 @@ def print_breakdown(data: dict[str, Any], n_tokens: int) -> None:
         rows = [
             max(fixed, key=lambda row: row[1].speedup),
             ("ours adaptive", replay_tally(data, name, ours_adaptive, 16, True, n_tokens)),
+            ("suffix K<=16", replay_tally(data, name, suffix_fixed, 16, False, n_tokens)),
+            ("suffix adaptive", replay_tally(data, name, suffix_adaptive, 16, True, n_tokens)),
             ("oracle", replay_tally(data, name, oracle, 16, False, n_tokens)),
         ]
         for label, t in rows:
@@ -215,6 +229,10 @@ def main() -> int:
             cells.append(f"K={k} {sp:.2f}/{acc:.2f}")
         sp, acc = replay(data, name, ours_adaptive, 16, True, args.tokens)
         cells.append(f"adaptive {sp:.2f}/{acc:.2f}")
+        sp, acc = replay(data, name, suffix_fixed, 16, False, args.tokens)
+        cells.append(f"suffix {sp:.2f}/{acc:.2f}")
+        sp, acc = replay(data, name, suffix_adaptive, 16, True, args.tokens)
+        cells.append(f"suffix-adaptive {sp:.2f}/{acc:.2f}")
         sp, acc = replay(data, name, oracle, 16, False, args.tokens)
         cells.append(f"oracle {sp:.2f}")
         print(f"{name:<11}" + "  ".join(cells))

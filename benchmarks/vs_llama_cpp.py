@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+from app.core.drafting.draft_model import learned_acceptance
 from app.core.events import RunResult, RunSettings
 from app.core.models.library import resolve_model
 from app.core.session import Session
@@ -146,7 +147,9 @@ def plan_inputs(session: Session, result: RunResult) -> str:
     if costs is None or not costs.step or result.n_rounds == 0:
         return ""
     sizes = ", ".join(f"{n}: {costs.batch(n) / costs.step:.2f}" for n in (2, 5, 9, 17))
-    learned = session.learned_acceptance() if "draft" in result.track else None
+    learned = (learned_acceptance(session.memory.get("draft", {}), session.target.path,
+                                  session.draft.path)
+               if "draft" in result.track and session.target and session.draft else None)
     chance = f", pair's acceptance {learned[0]:.3f} of {learned[1]}" if learned else ""
     return (f" [step {costs.step * 1000:.1f} ms, draft step {costs.draft_step / costs.step:.2f},"
             f" batch {sizes}{chance}; drafted {result.n_drafted / result.n_rounds:.1f}/round"

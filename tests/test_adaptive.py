@@ -14,7 +14,7 @@ import pytest
 from app.core.adaptive import CostModel, best_length, expected_tokens, worth_extending
 
 if TYPE_CHECKING:
-    from app.core.drafters import DraftModel
+    from app.core.drafting.draft_model import DraftModel
 
 
 def test_expected_tokens_formula() -> None:
@@ -88,7 +88,7 @@ def _measured_costs(draft_step: float) -> CostModel:
 def _adaptive_drafter(tiny_draft: Path, costs: CostModel,
                       bands: list[list[float]] | None) -> Iterator[DraftModel]:
     """Adaptive greedy Track 1 on the tiny draft model, with the given learned state."""
-    from app.core.drafters import DraftModel
+    from app.core.drafting.draft_model import DraftModel
     from app.core.llama_backend import LoadedModel, LoadOptions
     from app.core.sampling import SamplerSettings
 
@@ -120,7 +120,7 @@ def test_draft_model_never_drafts_when_even_certain_acceptance_cannot_pay(
 def test_draft_model_probes_with_backoff_when_acceptance_is_too_low(tiny_draft: Path) -> None:
     """A cheap draft that is almost always rejected: plain steps, with a probe after
     PROBE_EVERY of them and twice as long a wait after each probe that changes nothing."""
-    from app.core.drafters import CONFIDENCE_BANDS, PROBE_EVERY
+    from app.core.drafting.draft_model import CONFIDENCE_BANDS, PROBE_EVERY
 
     rejected = [[0.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
     probes = _probe_rounds(tiny_draft, 0.01, rejected, 7 * PROBE_EVERY + 3)
@@ -140,7 +140,7 @@ def test_draft_model_weighs_its_catch_up_after_plain_steps(tiny_draft: Path) -> 
     """A good draft whose cache is 200 tokens behind: catching up (estimated 200 x 0.15
     draft steps) costs more than any draft gains, so the round is a plain step; the same
     draft in sync drafts."""
-    from app.core.drafters import CONFIDENCE_BANDS
+    from app.core.drafting.draft_model import CONFIDENCE_BANDS
 
     accepted = [[50.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
     history = [1 + i % 50 for i in range(201)]
@@ -155,7 +155,7 @@ def test_a_long_pause_does_not_rule_out_probing(tiny_draft: Path) -> None:
     catch-up of 1 s. Charged whole, not even certain acceptance would repay it in one
     round, and drafting would never be tried again; spread over PROBE_EVERY rounds it is,
     and the probe comes after PROBE_EVERY plain steps."""
-    from app.core.drafters import CONFIDENCE_BANDS, PROBE_EVERY
+    from app.core.drafting.draft_model import CONFIDENCE_BANDS, PROBE_EVERY
 
     costs = _measured_costs(0.01)
     costs.observe_catch_up(100, 0.5)

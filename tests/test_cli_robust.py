@@ -94,7 +94,10 @@ def test_session_refuses_bad_settings_before_decoding(
     """Whatever the caller (window, API) checked: refused before any model is loaded."""
     session = Session()
     s = RunSettings(track="lookup", max_tokens=4, threads=1)
-    setattr(s, field, value)
+    if hasattr(s, field):
+        setattr(s, field, value)
+    else:  # a draft source's own setting
+        s.options[field] = value
     with pytest.raises(RefusedError):
         session.run(tiny_dense, None, "hello", s)
     assert session.target is None

@@ -12,10 +12,11 @@ from given_costs import give_costs
 
 from app.core.adaptive import CostModel
 from app.core.compare import NEAR_TIE, baseline_margin, first_difference
+from app.core.drafting import registry
+from app.core.drafting.lookup import PromptLookup
 from app.core.engine import Generation
 from app.core.errors import RefusedError
 from app.core.events import RejectionEvent, RoundEvent, RunResult, RunSettings, TokenEvent
-from app.core.lookup import PromptLookup
 from app.core.session import Session
 
 PROMPT = (
@@ -31,9 +32,10 @@ def session() -> Iterator[Session]:
     s.close()
 
 
-def settings(track: str, **kw: object) -> RunSettings:
+def settings(track: str, draft_p_min: float | None = None, **kw: object) -> RunSettings:
     base = RunSettings(track=track, max_tokens=48, ctx=1024, threads=1, draft_max=6)
-    return replace(base, **kw)  # type: ignore[arg-type]
+    s = replace(base, **kw)  # type: ignore[arg-type]
+    return s if draft_p_min is None else s.with_options(draft_p_min=draft_p_min)
 
 
 def check_accounting(r: RunResult) -> None:
@@ -55,7 +57,7 @@ def check_accounting(r: RunResult) -> None:
     )
     accepted = [t for t in tokens if t.origin == "accepted"]
     assert len(accepted) == r.n_accepted
-    assert all(t.source in ("draft", "lookup") for t in accepted)
+    assert all(registry.get_source(t.source or "") is not None for t in accepted)
     assert r.text == "".join(t.text for t in tokens)
 
 
@@ -88,6 +90,8 @@ def test_greedy_speculation_equals_baseline(
         ("draft", tiny_dense),
         ("draft", tiny_draft),
         ("draft+lookup", tiny_draft),
+        ("suffix", None),  # a source beyond the study's tracks, alone and combined
+        ("draft+lookup+suffix", tiny_draft),
     ):
         s = settings(track, adaptive=adaptive, draft_p_min=0.0)
         other = session.run(tiny_dense, draft, PROMPT, s)

@@ -12,8 +12,8 @@ import pytest
 from app.cli_output import write_csv
 from app.core import export
 from app.core.compare import ComparedRun, Comparison
-from app.core.events import RejectionEvent, RunResult, RunSettings, TokenEvent
-from app.core.history import RunInputs, make_record
+from app.core.events import RejectionEvent, RunRequest, RunResult, RunSettings, TokenEvent
+from app.core.history import make_record
 from app.core.serialization import FormatError, result_from_dict
 from app.core.session import Session
 
@@ -48,7 +48,7 @@ def test_json_round_trip_of_a_real_run(real_run: RunResult, tmp_path: Path) -> N
 
 
 def test_json_round_trip_of_a_record(real_run: RunResult, tiny_dense: Path, tmp_path: Path) -> None:
-    rec = make_record(real_run, RunInputs(tiny_dense, None, PROMPT, RunSettings(track="lookup")))
+    rec = make_record(real_run, RunRequest(tiny_dense, None, PROMPT, RunSettings(track="lookup")))
     path = tmp_path / "record.json"
     export.write_json(rec, path)
     back = export.read_json(path)

@@ -16,10 +16,17 @@ import llama_cpp
 import pytest
 
 from app.core.compare import ComparedRun, Comparison
-from app.core.events import Event, RejectionEvent, RoundEvent, RunResult, RunSettings, TokenEvent
+from app.core.events import (
+    Event,
+    RejectionEvent,
+    RoundEvent,
+    RunRequest,
+    RunResult,
+    RunSettings,
+    TokenEvent,
+)
 from app.core.history import (
     History,
-    RunInputs,
     RunNotFound,
     make_record,
     record_comparison,
@@ -61,7 +68,7 @@ def history(tmp_path: Path) -> History:
 
 def save(history: History, model: Path, prompt: str = "hello", track: str = "lookup") -> str:
     s = RunSettings(track=track, threads=1)
-    return record_run(sample_result(track), RunInputs(model, None, prompt, s), history)
+    return record_run(sample_result(track), RunRequest(model, None, prompt, s), history)
 
 
 def test_save_load_and_survive_restart(history: History, model_file: Path) -> None:
@@ -116,11 +123,12 @@ def test_killed_writer_and_corrupt_files_are_skipped(
         import os, signal, sys
         from pathlib import Path
         from app.core.events import RunSettings
-        from app.core.history import History, RunInputs, record_run
+        from app.core.events import RunRequest
+        from app.core.history import History, record_run
         sys.path.insert(0, {str(REPO / "tests")!r})
         from test_history import sample_result
         os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
-        inputs = RunInputs({str(model_file)!r}, None, "killed", RunSettings(track="lookup"))
+        inputs = RunRequest({str(model_file)!r}, None, "killed", RunSettings(track="lookup"))
         record_run(sample_result(), inputs, History(Path({str(history.root)!r})))
         """
     )
@@ -175,13 +183,14 @@ def test_comparison_group_and_rerun(history: History, model_file: Path) -> None:
     base, other = sample_result("baseline"), sample_result("lookup")
     cmp = Comparison([ComparedRun(base, 1.0, True), ComparedRun(other, 1.5, False, 1, 0.02)])
     settings = RunSettings(track="baseline", max_tokens=3, draft_max=5)
-    cid = record_comparison(cmp, RunInputs(model_file, None, "p", settings), history)
+    cid = record_comparison(cmp, RunRequest(model_file, None, "p", settings), history)
     group = History(history.root).load_comparison(cid)
     assert group.complete and group.comparison == cmp
     assert [s.comparison_id for s in history.list()] == [cid, cid]
     again = history.rerun(cid)
-    assert again.tracks == ["baseline", "lookup"] and again.prompt == "p"
-    assert again.settings.draft_max == 5 and again.target_path == str(model_file.resolve())
+    assert again.tracks == ["baseline", "lookup"] and again.request.prompt == "p"
+    assert again.request.settings.draft_max == 5
+    assert again.request.target == str(model_file.resolve())
     assert again.warnings == []
     model_file.write_bytes(b"changed")
     assert "changed" in history.rerun(group.records[1].id).warnings[0]
@@ -212,7 +221,7 @@ def test_hardware_summary_is_complete() -> None:
 
 
 def test_record_uses_draft_only_for_draft_tracks(model_file: Path) -> None:
-    inputs = RunInputs(model_file, model_file, "p", RunSettings(track="lookup"))
+    inputs = RunRequest(model_file, model_file, "p", RunSettings(track="lookup"))
     assert make_record(sample_result("lookup"), inputs).draft is None
     rec = make_record(sample_result("draft"), inputs)
     assert rec.draft is not None and rec.settings.track == "draft"

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from app.core.adaptive import CostModel
-from app.core.lookup import LookupStats, PromptLookup, prior_chance
+from app.core.drafting.lookup import LookupStats, PromptLookup, prior_chance
 
 # llama.cpp common/ngram-cache.cpp, "lax" thresholds indexed by n - 1.
 MIN_SAMPLES = (2, 2, 1, 1)

@@ -94,7 +94,7 @@ def test_report_says_when_a_track_never_pays() -> None:
     r = predict(DEAR, 0.9, "draft")
     assert r.recommended_k == 0
     assert all(p.speedup_at_high_alpha < 1.0 for p in r.predictions)
-    assert "the draft costs 0.60 of a target step" in r.explanation.lower()
+    assert "the draft model costs 0.60 of a target step" in r.explanation.lower()
     assert "even at 99% acceptance this track is slower than baseline" in r.explanation
 
 

@@ -37,8 +37,7 @@ def test_first_token_distribution_matches_target(
         ctx=256,
         threads=1,
         adaptive=False,
-        ngram_min=1,
-        ngram_max=1,
+        options={"ngram_min": 1, "ngram_max": 1},
     )
     # Give lookup a match that passes llama.cpp's vote thresholds (two samples for n = 1).
     prompt = PROMPT + " far far" if track == "lookup" else PROMPT

@@ -21,8 +21,8 @@ from test_history import sample_result, save
 from app import cli
 from app.core import llama_log, paths, store
 from app.core.errors import DecodeLabError
-from app.core.events import RunSettings
-from app.core.history import BAD_DIR, History, RunInputs, make_record
+from app.core.events import RunRequest, RunSettings
+from app.core.history import BAD_DIR, History, make_record
 from app.core.models.library import Library
 from app.core.store import LogFileHandler, StorageError, atomic_write_text, read_json
 from app.ui.settings import GuiSettings
@@ -64,7 +64,9 @@ BAD_RECORDS: list[tuple[str, Any, str | None, str]] = [
     ("created_infinity", _set("created_unix", SENTINEL), "Infinity", "Infinity"),
     ("n_generated_text", _set("result.n_generated", "3"), None, "n_generated"),
     ("track_list", _set("result.track", ["x"]), None, "track"),
-    ("track_unknown", _set("result.track", "warp-drive"), None, "track"),
+    # A well-formed id of an unregistered source (a removed plug-in) is kept; a value that
+    # cannot be a track id is not.
+    ("track_unknown", _set("result.track", "warp drive!"), None, "track"),
     ("comparison_id_number", _set("comparison", {"id": 5, "index": 0, "size": 1,
                                                  "speedup": None,
                                                  "same_text_as_baseline": None}),
@@ -193,7 +195,7 @@ def test_every_store_on_a_full_disk(
 ) -> None:
     history, library = History(), Library.load()
     settings = GuiSettings.load()
-    inputs = RunInputs(model_file, None, "p", RunSettings(track="lookup"))
+    inputs = RunRequest(model_file, None, "p", RunSettings(track="lookup"))
     record = make_record(sample_result(), inputs)
     with monkeypatch.context() as m:
         _fail_with(m, "write", errno.ENOSPC)

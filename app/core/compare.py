@@ -9,59 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from app.core.engine import EventSink
 from app.core.events import RunResult, RunSettings
 from app.core.session import Session, render_prompt
+from app.core.verdict import NEAR_TIE, ComparedRun, Comparison, first_difference
 
-NEAR_TIE = 0.1
-
-
-@dataclass
-class ComparedRun:
-    result: RunResult
-    speedup: float | None
-    same_text_as_baseline: bool | None
-    first_difference: int | None = None
-    baseline_margin: float | None = None
-
-    @property
-    def near_tie(self) -> bool | None:
-        if self.baseline_margin is None:
-            return None
-        return self.baseline_margin < NEAR_TIE
-
-    def to_dict(self, with_events: bool = True) -> dict[str, Any]:
-        d = self.result.to_dict(with_events)
-        d.update(
-            speedup=self.speedup,
-            same_text_as_baseline=self.same_text_as_baseline,
-            first_difference=self.first_difference,
-            baseline_margin_at_difference=self.baseline_margin,
-            near_tie_at_difference=self.near_tie,
-        )
-        return d
-
-
-@dataclass
-class Comparison:
-    runs: list[ComparedRun] = field(default_factory=list)
-
-    def to_dict(self, with_events: bool = True) -> dict[str, Any]:
-        return {"runs": [r.to_dict(with_events) for r in self.runs]}
-
-
-def first_difference(a: list[int], b: list[int]) -> int | None:
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))
-
+__all__ = ["NEAR_TIE", "ComparedRun", "Comparison", "compare", "first_difference"]
 
 def baseline_margin(
     session: Session,

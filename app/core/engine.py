@@ -12,12 +12,11 @@ import codecs
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import numpy as np
 
 from app.core.adaptive import CostModel
-from app.core.drafters import Proposal
+from app.core.drafting.base import Drafter, Proposal
 from app.core.errors import RefusedError
 from app.core.events import (
     Event,
@@ -34,11 +33,6 @@ from app.core.llama_backend import ContextFull, DecodeAborted, LoadedModel
 from app.core.sampling import SamplerSettings, choose, distribution, greedy, verify_sampled
 
 EventSink = Callable[[Event], None]
-
-
-class Drafter(Protocol):
-    def propose(self, history: list[int], limit: int, min_length: int = 1) -> Proposal: ...
-    def observe(self, proposal: Proposal, accepted: int) -> None: ...
 
 
 class TextAssembler:
@@ -76,7 +70,6 @@ class Generation:
         on_event: EventSink | None = None,
         cancel: threading.Event | None = None,
         costs: CostModel | None = None,
-        prefill_drafters: Callable[[list[int], threading.Event], None] | None = None,
     ) -> None:
         self.target = target
         self.drafters = list(drafters)
@@ -85,7 +78,6 @@ class Generation:
         self.emit = on_event or (lambda _e: None)
         self.cancel = cancel or threading.Event()
         self.costs = costs or CostModel()
-        self.prefill_drafters = prefill_drafters
         if self.drafters and (target.is_recurrent or target.is_hybrid):
             # The engine's own guard, whatever the caller checked: a recurrent state
             # cannot drop a rejected draft, so speculation would silently corrupt it.
@@ -136,8 +128,10 @@ class Generation:
             if len(self.prompt) > 1:
                 with self.target.abortable(self.cancel):
                     self.target.eval(self.prompt[:-1], 0)
-            if self.prefill_drafters is not None:
-                self.prefill_drafters(self.prompt, self.cancel)
+            for drafter in self.drafters:
+                prefill = getattr(drafter, "prefill", None)  # optional: see drafting.base
+                if prefill is not None:
+                    prefill(self.prompt, self.cancel)
             prefill_end = time.perf_counter()
             self.t0 = prefill_end
             stop = self._loop(self.prompt[-1])
@@ -146,6 +140,10 @@ class Generation:
         except ContextFull:
             stop = "context_full"
         end = time.perf_counter()
+        for drafter in self.drafters:
+            finish = getattr(drafter, "finish", None)  # optional: see drafting.base
+            if finish is not None:
+                finish(self.history, len(self.prompt))
         if self.t0 == 0.0:
             self.t0 = prefill_end = end
         return RunResult(

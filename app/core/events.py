@@ -7,11 +7,15 @@ one ``RunResult`` at the end.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
+from app.core.drafting import registry
+
 Origin = Literal["target", "accepted"]
-Source = Literal["draft", "lookup"]
+# The id of the draft source (``app.core.drafting`` registry) a token came from.
+Source = str
 StopReason = Literal["eos", "max_tokens", "cancelled", "context_full", "error"]
 
 
@@ -75,9 +79,6 @@ class RunSettings:
     min_p: float = 0.05
     draft_max: int = 8
     draft_min: int = 0
-    draft_p_min: float = 0.75  # llama.cpp's default
-    ngram_min: int = 1
-    ngram_max: int = 4
     adaptive: bool = True
     experts: int | None = None
     threads: int | None = None
@@ -86,9 +87,39 @@ class RunSettings:
     system: str | None = None
     gpu_layers: int = 0
     draft_gpu_layers: int = 0
+    # The draft sources' own settings by name (``registry.Setting``); absent: its default.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def option(self, name: str) -> Any:
+        if name in self.options:
+            return self.options[name]
+        spec = registry.setting(name)
+        if spec is None:
+            raise KeyError(f"no draft source has a setting {name!r}")
+        return spec.default
+
+    def with_options(self, **values: Any) -> RunSettings:
+        """A copy with these source settings changed."""
+        return replace(self, options={**self.options, **values})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat, as in the JSON contract: every source setting beside the others."""
+        d = asdict(self)
+        options = d.pop("options")
+        d.update({s.name: s.default for s in registry.all_settings()})
+        d.update(options)
+        return d
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run: the models, the prompt and the settings (their ``track`` included).
+    Runs, re-runs, comparisons and history records all describe their input with it."""
+
+    target: str | Path
+    draft: str | Path | None
+    prompt: str
+    settings: RunSettings
 
 
 @dataclass

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.compare import ComparedRun, Comparison
 from app.core.events import RejectionEvent, RunResult, TokenEvent
-from app.core.store import atomic_write_text, loads
 from app.core.serialization import (
     FormatError,
     RunRecord,
     compared_run_from_dict,
 )
+from app.core.store import atomic_write_text, loads
+from app.core.verdict import ComparedRun, Comparison
 
 EXPORT_FORMAT = "decodelab-export"
 EXPORT_VERSION = 1

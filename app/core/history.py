@@ -31,9 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.core import paths
-from app.core.compare import Comparison
 from app.core.errors import DecodeLabError, RefusedError
-from app.core.events import RunResult, RunSettings
+from app.core.events import RunRequest, RunResult
 from app.core.provenance import changed_models, hardware_summary, model_identity
 from app.core.serialization import (
     ComparisonLink,
@@ -46,6 +45,7 @@ from app.core.serialization import (
 )
 from app.core.store import SetAside, ensure_folder, reason, set_aside, sweep_temp
 from app.core.store import atomic_write_text as atomic_write_text  # export.py uses it here
+from app.core.verdict import Comparison
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,10 @@ def new_id(prefix: str = "") -> str:
 
 @dataclass
 class Rerun:
-    """What is needed to run a record again; ``warnings`` say what changed since."""
+    """A record's request to run again, its tracks (one, or a comparison's), and
+    ``warnings`` saying what changed since."""
 
-    target_path: str
-    draft_path: str | None
-    prompt: str
-    settings: RunSettings
+    request: RunRequest
     tracks: list[str]
     warnings: list[str] = field(default_factory=list)
 
@@ -251,65 +249,50 @@ class History:
         first = records[0]
         draft = next((r.draft for r in records if r.draft is not None), None)
         warnings = [w for r in records for w in changed_models(r)]
-        return Rerun(
-            first.target.path,
-            draft.path if draft else None,
-            first.prompt,
-            replace(first.settings),
-            [r.settings.track for r in records],
-            list(dict.fromkeys(warnings)),
-        )
+        request = RunRequest(first.target.path, draft.path if draft else None, first.prompt,
+                             replace(first.settings))
+        return Rerun(request, [r.settings.track for r in records], list(dict.fromkeys(warnings)))
 
 
 # -- saving from the GUI worker and the CLI ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunInputs:
-    """What a run was asked to do: the models, the prompt and the settings."""
-
-    target: str | Path
-    draft: str | Path | None
-    prompt: str
-    settings: RunSettings
-
-
 def make_record(
-    result: RunResult, inputs: RunInputs, comparison: ComparisonLink | None = None
+    result: RunResult, request: RunRequest, comparison: ComparisonLink | None = None
 ) -> RunRecord:
     """A record of ``result`` with model identities and this machine's hardware summary."""
     from app.core.tracks import get_track
 
-    uses_draft = inputs.draft is not None and get_track(result.track).uses_draft
+    uses_draft = request.draft is not None and get_track(result.track).needs_draft_model
     eff = result.effective
     return RunRecord(
         id=new_id(),
         created_unix=time.time(),
-        prompt=inputs.prompt,
-        settings=replace(inputs.settings, track=result.track),
-        target=model_identity(inputs.target),
-        draft=model_identity(inputs.draft) if uses_draft and inputs.draft is not None else None,
+        prompt=request.prompt,
+        settings=replace(request.settings, track=result.track),
+        target=model_identity(request.target),
+        draft=model_identity(request.draft) if uses_draft and request.draft is not None else None,
         hardware=hardware_summary(
-            eff.get("threads") or inputs.settings.threads, eff.get("threads_batch")
+            eff.get("threads") or request.settings.threads, eff.get("threads_batch")
         ),
         result=result,
         comparison=comparison,
     )
 
 
-def record_run(result: RunResult, inputs: RunInputs, history: History | None = None) -> str:
+def record_run(result: RunResult, request: RunRequest, history: History | None = None) -> str:
     """Save a finished or cancelled run; returns its id. Raises StorageError (an OSError)
     if the disk does."""
-    return (history or History()).save(make_record(result, inputs))
+    return (history or History()).save(make_record(result, request))
 
 
 def record_comparison(
-    comparison: Comparison, inputs: RunInputs, history: History | None = None
+    comparison: Comparison, request: RunRequest, history: History | None = None
 ) -> str:
     """Save every run of ``comparison`` as one group; returns the comparison id."""
     history = history or History()
     cid = new_id("cmp-")
     for i, run in enumerate(comparison.runs):
         link = ComparisonLink.of(cid, i, len(comparison.runs), run)
-        history.save(make_record(run.result, inputs, link))
+        history.save(make_record(run.result, request, link))
     return cid

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from app.core.adaptive import CostModel
+from app.core.drafting import registry
 from app.core.events import Event, RoundEvent
 from app.core.llama_backend import LoadedModel
 from app.core.sampling import top_probability
@@ -162,7 +163,7 @@ class KPrediction:
 class PayReport:
     """Predictions for K = 1..max_k; ``recommended_k`` 0 means: do not speculate."""
 
-    source: str  # "draft" or "lookup"
+    source: str  # the draft source's registry id
     alpha: float
     alpha_source: str  # "given", "observed" or "assumed"
     costs: MeasuredCosts | None
@@ -178,10 +179,18 @@ class PayReport:
         return asdict(self)
 
 
+def _cost_kind(source: str) -> str:
+    """What a source's drafts cost: "model" (a draft step each) or "free"."""
+    src = registry.get_source(source)
+    if src is None:
+        raise ValueError(f"unknown draft source {source!r}")
+    return src.cost
+
+
 def predict(
     costs: MeasuredCosts,
     alpha: float,
-    source: str = "draft",
+    source: str,
     alpha_source: str = "given",
     max_k: int = MAX_K,
     lookup_lengths: Sequence[int] | None = None,
@@ -194,9 +203,10 @@ def predict(
     one stays within 15% (benchmarks/RESULTS.md)."""
     alpha = min(max(alpha, 0.0), 1.0)
     t_step = costs.step
-    t_draft = (costs.draft_step or 0.0) if source == "draft" else 0.0
+    model_cost = _cost_kind(source) == "model"
+    t_draft = (costs.draft_step or 0.0) if model_cost else 0.0
     preds = []
-    replay = lookup_lengths if source == "lookup" and any(lookup_lengths or ()) else None
+    replay = lookup_lengths if not model_cost and any(lookup_lengths or ()) else None
     for k in range(1, max_k + 1):
         t_verify = costs.verify(k)
         if replay is not None:
@@ -239,10 +249,12 @@ def _verdict(report: PayReport, draft_ratio: float) -> str:
         return report.explanation
     high = max(preds, key=lambda p: p.speedup_at_high_alpha)
     shown = preds[report.recommended_k - 1] if report.recommended_k else high
+    src = registry.get_source(report.source)
+    label = src.label if src else report.source
     cost = (
-        f"the draft costs {draft_ratio:.2f} of a target step"
-        if report.source == "draft"
-        else "prompt lookup drafts almost for free"
+        f"the {label} costs {draft_ratio:.2f} of a target step"
+        if _cost_kind(report.source) == "model"
+        else f"{label} drafts almost for free"
     )
     head = (
         f"{cost.capitalize()}; a verify batch of {shown.k + 1} costs "
@@ -353,10 +365,13 @@ def will_it_pay(
     source: str | None = None,
     costs: MeasuredCosts | None = None,
 ) -> PayReport:
-    """Measure (unless ``costs`` are given) and predict for the draft model, or for prompt
-    lookup when there is no draft. Alpha: ``alpha``, else observed in ``observed`` events,
-    else DEFAULT_ALPHA. A recurrent or hybrid target gets a report recommending K = 0."""
-    source = source or ("draft" if draft is not None else "lookup")
+    """Measure (unless ``costs`` are given) and predict for ``source`` (default: the first
+    source that costs a model step when a draft is given, else the first free one). Alpha:
+    ``alpha``, else observed in ``observed`` events, else DEFAULT_ALPHA. A recurrent or
+    hybrid target gets a report recommending K = 0."""
+    kind = "model" if draft is not None else "free"
+    source = source or next(s.id for s in registry.sources() if s.cost == kind)
+    needs_model = _cost_kind(source) == "model"
     seen = observed_alpha(observed) if observed is not None else None
     a, how = (
         (alpha, "given")
@@ -367,7 +382,7 @@ def will_it_pay(
     )
     if not target.info.speculation_allowed or target.is_recurrent or target.is_hybrid:
         return PayReport(source, a, how, None, explanation=target.info.speculation_reason)
-    if source == "draft" and draft is None:
+    if needs_model and draft is None:
         raise ValueError("a draft-model prediction needs the draft model")
-    costs = costs or measure(target, draft if source == "draft" else None)
+    costs = costs or measure(target, draft if needs_model else None)
     return predict(costs, a, source, how)

@@ -20,11 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.core.compare import ComparedRun, Comparison
+from app.core.drafting import registry
 from app.core.events import Event, RejectionEvent, RoundEvent, RunResult, RunSettings, TokenEvent
 from app.core.store import read_json
-from app.core.tracks import BY_ID
+from app.core.tracks import TRACK_ID, find_track
 from app.core.validate import FormatError, as_mapping, check_float, check_int, checker, fields_of
+from app.core.verdict import ComparedRun, Comparison
 
 # Settings go into spin boxes and C ints; -1 means "all" or "random" where llama.cpp says so.
 SETTINGS_RANGE = (-1, 2**31 - 1)
@@ -72,8 +73,18 @@ def event_from_dict(d: object) -> Event:
 
 
 def settings_from_dict(d: object) -> RunSettings:
-    """``RunSettings`` from its dict; absent keys take today's defaults (older files)."""
-    return RunSettings(**fields_of(RunSettings, d, "settings", int_range=SETTINGS_RANGE))
+    """``RunSettings`` from its flat dict (``RunSettings.to_dict``); absent keys take
+    today's defaults (older files); settings of sources not registered here are left out."""
+    f = fields_of(RunSettings, d, "settings", int_range=SETTINGS_RANGE, skip=("options",))
+    m = as_mapping(d, "settings")
+    options = {}
+    for spec in registry.all_settings():
+        if spec.name in m:
+            why = spec.problem(m[spec.name])
+            if why is not None:
+                raise FormatError(f"settings.{spec.name}: {why}")
+            options[spec.name] = m[spec.name]
+    return RunSettings(**f, options=options)
 
 
 def result_from_dict(d: object) -> RunResult:
@@ -266,8 +277,9 @@ class RunRecord:
             ),
         )
         for track in (record.settings.track, record.result.track):
-            if track not in BY_ID:
-                raise FormatError(f"record: unknown track {_short(track)}")
+            # A track of a source not registered here (a removed plug-in) is still a record.
+            if find_track(track) is None and not TRACK_ID.fullmatch(track):
+                raise FormatError(f"record: not a track id: {_short(track)}")
         return record
 
 

@@ -13,19 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from app.core.adaptive import CostModel
 from app.core.compat import Compatibility, check_draft
-from app.core.drafters import DraftModel, new_bands
-from app.core.engine import Drafter, EventSink, Generation
+from app.core.drafting.base import Drafter
+from app.core.drafting.registry import BuildContext
+from app.core.engine import EventSink, Generation
 from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
 from app.core.gguf_info import ModelInfo, inspect_cached
 from app.core.llama_backend import LoadedModel, LoadOptions, validate_expert_count
-from app.core.lookup import PromptLookup
-from app.core.sampling import SamplerSettings
 from app.core.settings_check import check_prompt, check_settings
 from app.core.tracks import get_track, require_available
 
@@ -62,8 +60,9 @@ class Session:
         self._target_key: tuple[object, ...] | None = None
         self._draft_key: tuple[object, ...] | None = None
         self.costs: dict[tuple[object, ...], CostModel] = {}
-        # What adaptive drafting learned about each (target, draft) pair, kept across runs.
-        self.draft_bands: dict[tuple[str, str], list[list[float]]] = {}
+        # Each draft source's own store across runs (what it learned about a model pair,
+        # earlier answers, ...), by source id.
+        self.memory: dict[str, dict[Any, Any]] = {}
 
     # -- guards ---------------------------------------------------------------------------
     @staticmethod
@@ -74,10 +73,10 @@ class Session:
         check_settings(s)
         track = get_track(s.track)
         target = inspect_cached(target_path)
-        draft = inspect_cached(draft_path) if draft_path and track.uses_draft else None
+        draft = inspect_cached(draft_path) if draft_path and track.needs_draft_model else None
         compat = check_draft(target, draft) if draft is not None else None
         require_available(track, target, draft, compat)
-        if track.uses_moe and s.experts is not None:
+        if track.moe and s.experts is not None:
             validate_expert_count(target, s.experts)
         return PreparedPair(target, draft, compat)
 
@@ -86,7 +85,7 @@ class Session:
         self, path: str | Path, s: RunSettings, info: ModelInfo | None = None
     ) -> LoadedModel:
         track = get_track(s.track)
-        experts = s.experts if track.uses_moe else None
+        experts = s.experts if track.moe else None
         key = (str(path), experts, s.threads, s.ctx, s.gpu_layers)
         if self.target is None or self._target_key != key:
             self.close_target()
@@ -126,14 +125,6 @@ class Session:
         """What adaptive drafting has measured for the loaded target, if anything."""
         return self.costs.get(self._target_key) if self._target_key else None
 
-    def learned_acceptance(self) -> tuple[float, int] | None:
-        """The loaded draft pair's acceptance rate so far, and over how many drafts."""
-        if self.target is None or self.draft is None:
-            return None
-        bands = self.draft_bands.get((self.target.path, self.draft.path))
-        seen = sum(b[1] for b in bands) if bands else 0
-        return (sum(b[0] for b in bands) / seen, int(seen)) if bands and seen else None
-
     # -- running --------------------------------------------------------------------------
     def run(
         self,
@@ -153,29 +144,12 @@ class Session:
         if not ids:
             raise RefusedError("the prompt has no tokens")
         costs = self.costs.setdefault(self._target_key or (), CostModel())
-        drafters: list[Drafter] = []
-        if track.uses_lookup:
-            # Lookup learns afresh each run: how far copying goes depends on the prompt, and
-            # what one prompt taught misleads on the next (measured: summarize after
-            # code_edit drafted too far, 1.74x instead of 1.83x).
-            drafters.append(PromptLookup(s.ngram_min, s.ngram_max, s.adaptive, costs))
-        draft_source = None
-        if track.uses_draft and draft is not None:
-            sampler = SamplerSettings(s.temperature, s.top_k, s.top_p, s.min_p)
-            bands = self.draft_bands.setdefault((target.path, draft.path), new_bands())
-            rng = np.random.default_rng(s.seed + 1)
-            draft_source = DraftModel(draft, sampler, s.draft_p_min, s.adaptive, costs, rng, bands)
-            drafters.append(draft_source)
-        gen = Generation(
-            target,
-            drafters,
-            ids,
-            s,
-            on_event,
-            cancel,
-            costs,
-            prefill_drafters=draft_source.prefill if draft_source else None,
-        )
+        drafters: list[Drafter] = [
+            src.build(BuildContext(s, target, draft, costs, self.memory.setdefault(src.id, {})))
+            for src in track.draft_sources  # in priority order: the first with a draft wins
+            if draft is not None or not src.needs_draft_model
+        ]
+        gen = Generation(target, drafters, ids, s, on_event, cancel, costs)
         result = gen.run()
         result.effective = {
             "track": track.id,

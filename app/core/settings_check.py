@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.core.drafting import registry
 from app.core.errors import RefusedError
 from app.core.events import RunSettings
 
@@ -26,7 +27,6 @@ MAX_DRAFT = VERIFY_BATCH - 1
 MAX_INT32 = 2**31 - 1
 MAX_CTX = 1 << 20  # a million tokens: more than any model here was trained for
 MAX_THREADS = 512  # GGML_MAX_N_THREADS
-MAX_NGRAM = 16  # longest n-gram prompt lookup keeps tables for
 MAX_SEED = MAX_INT32
 MAX_TEMPERATURE = 100.0  # far past the point where sampling is uniform over the candidates
 
@@ -53,9 +53,6 @@ LIMITS: dict[str, Limit] = {
     "draft_max": Limit("draft-max", int, 0, MAX_DRAFT,
                        why=f"the pending token and K drafts share one batch of {VERIFY_BATCH}"),
     "draft_min": Limit("draft-min", int, 0, MAX_DRAFT),
-    "draft_p_min": Limit("draft-p-min", float, 0.0, 1.0),
-    "ngram_min": Limit("ngram-min", int, 1, MAX_NGRAM),
-    "ngram_max": Limit("ngram-max", int, 1, MAX_NGRAM),
     "experts": Limit("experts", int, 1, MAX_INT32, optional=True,
                      why="at most the model's expert count"),
     "threads": Limit("threads", int, 1, MAX_THREADS, optional=True),
@@ -103,8 +100,16 @@ def check_settings(s: RunSettings) -> None:
         why = problem(field, getattr(s, field))
         if why is not None:
             raise RefusedError(f"{limit.name}: {why}")
-    if s.ngram_max < s.ngram_min:
-        raise RefusedError(f"ngram-max ({s.ngram_max}) must be >= ngram-min ({s.ngram_min})")
+    for name in s.options:
+        if registry.setting(name) is None:
+            raise RefusedError(f"no draft source has a setting {name!r}")
+    for source in registry.sources():
+        for spec in source.settings:
+            why = spec.problem(s.option(spec.name))
+            if why is not None:
+                raise RefusedError(f"{spec.flag[2:]}: {why.split(': ', 1)[-1]}")
+        if source.check is not None and (why := source.check(s.option)) is not None:
+            raise RefusedError(why)
 
 
 def check_prompt(prompt: str) -> None:

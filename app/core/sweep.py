@@ -15,19 +15,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from app.core.drafting import registry
 from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
 from app.core.gguf_info import inspect_model
 from app.core.session import Session
-from app.core.tracks import get_track
+from app.core.tracks import Track, get_track
 
-# The setting each sweep changes (a RunSettings field) and the track feature it needs.
-PARAMETERS = {
-    "draft_max": "speculates",
-    "draft_p_min": "uses_draft",
-    "ngram_min": "uses_lookup",
-    "experts": "uses_moe",
-}
+# Besides every source setting with sweep values (registry), a sweep can change K and the
+# expert count.
+CORE_PARAMETERS = ("draft_max", "experts")
 # An expert count is "best" only if its answer stays this close to the full-expert one.
 MAX_DIVERGENCE = 0.25
 
@@ -103,32 +100,44 @@ class Sweep:
         return next((p for p in self.points if p.best), None)
 
 
+def parameters(track: Track) -> list[str]:
+    """What a sweep of ``track`` can change: K if it speculates, the expert count if it
+    reduces experts, and each setting of its sources that has sweep values."""
+    names = ["draft_max"] if track.speculates else []
+    names += [s.name for src in track.draft_sources for s in src.settings if s.sweep]
+    return names + (["experts"] if track.moe else [])
+
+
+def _unknown(parameter: str) -> RefusedError:
+    known = [*CORE_PARAMETERS, *(s.name for s in registry.all_settings() if s.sweep)]
+    return RefusedError(f"cannot sweep {parameter!r}: choose one of {', '.join(known)}")
+
+
 def default_values(
     parameter: str, target_path: str | Path, s: RunSettings
 ) -> list[float] | list[int]:
     """The range swept when none is given (experts: the model's default count down to 1)."""
     if parameter == "draft_max":
         return list(range(1, 17))
-    if parameter == "draft_p_min":
-        return [0.0, 0.2, 0.4, 0.6, 0.8, 0.9]
-    if parameter == "ngram_min":
-        return list(range(1, max(s.ngram_max, 1) + 1))
     if parameter == "experts":
         info = inspect_model(target_path)
         if not info.is_moe:
             raise RefusedError(f"{info.file_name} is not a Mixture-of-Experts model")
         return list(range(info.expert_used_count or info.expert_count, 0, -1))
-    raise RefusedError(f"cannot sweep {parameter!r}: choose one of {', '.join(PARAMETERS)}")
+    spec = registry.setting(parameter)
+    if spec is None or not spec.sweep:
+        raise _unknown(parameter)
+    return [spec.kind(v) for v in spec.sweep]
 
 
 def _settings(s: RunSettings, parameter: str, value: float | int) -> RunSettings:
-    if parameter == "ngram_min":
-        return replace(s, ngram_min=int(value), ngram_max=max(s.ngram_max, int(value)))
     if parameter == "draft_max":
         return replace(s, draft_max=int(value))
     if parameter == "experts":
         return replace(s, experts=int(value))
-    return replace(s, draft_p_min=float(value))
+    spec = registry.setting(parameter)
+    assert spec is not None  # checked by parameters()
+    return s.with_options(**{parameter: spec.kind(value)})
 
 
 def iter_sweep(
@@ -145,10 +154,9 @@ def iter_sweep(
 ) -> Iterator[SweepPoint]:
     """Yield a point per value as each run ends (``best`` is not set yet: see run_sweep).
     ``progress(done, total, label)`` is called before each run and once at the end."""
-    feature = PARAMETERS.get(parameter)
-    if feature is None:
-        raise RefusedError(f"cannot sweep {parameter!r}: choose one of {', '.join(PARAMETERS)}")
-    if not getattr(get_track(s.track), feature):
+    if parameter not in CORE_PARAMETERS and registry.setting(parameter) is None:
+        raise _unknown(parameter)
+    if parameter not in parameters(get_track(s.track)):
         raise RefusedError(f"track {s.track} does not use {parameter}")
     vals = list(values) if values is not None else default_values(parameter, target_path, s)
     base_s = replace(s, track="baseline", experts=None)

@@ -1,17 +1,28 @@
-"""The registry of decoding-acceleration tracks and whether each applies to a model pair.
+"""Tracks: which draft sources run together, and whether the target runs with fewer experts.
 
-Working tracks are built from three ingredients: a draft model (Track 1), prompt lookup
-(Track 8) and MoE expert reduction (Track 2). Deprecated tracks stay listed so that a user
-who has read about them learns why they do not work on GGUF models and what to use instead.
+A working track is a set of draft sources of the registry (``app.core.drafting``) plus the
+MoE switch (Track 2, expert reduction); its id joins the parts with ``+`` (``moe`` first,
+then the sources in registry order: ``draft+lookup``, ``moe+lookup``, ...). Every
+combination of registered sources is a track, so a new source brings its own. Deprecated
+tracks stay listed so that a user who has read about them learns why they do not work on
+GGUF models and what to use instead.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from itertools import combinations
 
 from app.core.compat import Compatibility
+from app.core.drafting.registry import DraftSource, get_source, sources
 from app.core.errors import RefusedError
 from app.core.gguf_info import ModelInfo
+
+# What any track id looks like: registry ids (and ``moe``) joined by ``+``, or a name.
+TRACK_ID = re.compile(r"[a-z][a-z0-9_-]{0,31}(\+[a-z][a-z0-9_-]{0,31}){0,7}")
+MOE_NUMBER = 2
+MOE_NAME = "MoE expert reduction"
 
 
 @dataclass(frozen=True)
@@ -20,87 +31,59 @@ class Track:
     number: int | None
     name: str
     summary: str
-    uses_draft: bool = False
-    uses_lookup: bool = False
-    uses_moe: bool = False
+    sources: tuple[str, ...] = ()  # registry ids, in the order they propose (priority)
+    moe: bool = False
     deprecated: bool = False
     failure: str = ""
     instead: str = ""
 
     @property
     def speculates(self) -> bool:
-        return self.uses_draft or self.uses_lookup
+        return bool(self.sources)
+
+    @property
+    def needs_draft_model(self) -> bool:
+        return any(s.needs_draft_model for s in self.draft_sources)
+
+    @property
+    def draft_sources(self) -> tuple[DraftSource, ...]:
+        return tuple(src for s in self.sources if (src := get_source(s)) is not None)
 
     @property
     def label(self) -> str:
         return f"Track {self.number}: {self.name}" if self.number else self.name
 
 
-WORKING = (
-    Track("baseline", None, "Baseline", "one target token per step: the reference for speed"),
-    Track(
-        "draft",
-        1,
-        "Draft model",
-        "a small model with the same tokenizer proposes tokens; the target checks them "
-        "in one batch",
-        uses_draft=True,
-    ),
-    Track(
-        "moe",
-        2,
-        "MoE expert reduction",
-        "run a Mixture-of-Experts model with fewer active experts per token",
-        uses_moe=True,
-    ),
-    Track(
-        "lookup",
-        8,
-        "Prompt lookup",
-        "drafts copied from n-gram matches in the prompt and the text so far",
-        uses_lookup=True,
-    ),
-    Track(
-        "draft+lookup",
-        1,
-        "Draft model + prompt lookup",
-        "prompt lookup where it matches, the draft model elsewhere",
-        uses_draft=True,
-        uses_lookup=True,
-    ),
-    Track(
-        "moe+lookup",
-        2,
-        "MoE reduction + prompt lookup",
-        "fewer experts, and drafts from n-gram matches",
-        uses_moe=True,
-        uses_lookup=True,
-    ),
-    Track(
-        "moe+draft",
-        2,
-        "MoE reduction + draft model",
-        "fewer experts in the target, and a draft model",
-        uses_moe=True,
-        uses_draft=True,
-    ),
-    Track(
-        "moe+draft+lookup",
-        2,
-        "MoE reduction + draft model + prompt lookup",
-        "all three together",
-        uses_moe=True,
-        uses_draft=True,
-        uses_lookup=True,
-    ),
-)
+def make_track(source_ids: tuple[str, ...] | list[str], moe: bool) -> Track:
+    """The working track of these sources (any order; each known) with or without MoE."""
+    known = sources()
+    order = {s.id: i for i, s in enumerate(known)}
+    picked = sorted(set(source_ids), key=lambda s: order[s])
+    srcs = [s for s in known if s.id in picked]
+    if not srcs and not moe:
+        return BASELINE
+    parts = (["moe"] if moe else []) + picked
+    names = ([MOE_NAME if not srcs else "MoE reduction"] if moe else []) + [s.name for s in srcs]
+    name = " + ".join(names[:1] + [n[0].lower() + n[1:] for n in names[1:]])
+    by_priority = sorted(srcs, key=lambda s: s.priority)
+    if len(srcs) == 1 and not moe:
+        summary = srcs[0].summary
+    elif srcs:
+        summary = "drafts from " + ", else ".join(s.label for s in by_priority)
+        summary += "; the target runs with fewer experts" if moe else ""
+    else:
+        summary = "run a Mixture-of-Experts model with fewer active experts per token"
+    number = MOE_NUMBER if moe else next((s.number for s in srcs if s.number), None)
+    return Track("+".join(parts), number, name, summary,
+                 tuple(s.id for s in by_priority), moe)
+
+
+BASELINE = Track("baseline", None, "Baseline",
+                 "one target token per step: the reference for speed")
 
 DEPRECATED = (
     Track(
-        "eagle",
-        3,
-        "EAGLE-1",
-        "a trained feature-level draft head on top of the target",
+        "eagle", 3, "EAGLE-1", "a trained feature-level draft head on top of the target",
         deprecated=True,
         failure="checkpoint incompatibility with GGUF quantization: EAGLE heads are trained "
         "on the full-precision target's hidden states, which a quantized GGUF target no "
@@ -108,29 +91,21 @@ DEPRECATED = (
         instead="Track 1 (draft model) or Track 8 (prompt lookup)",
     ),
     Track(
-        "medusa",
-        4,
-        "Medusa",
-        "extra decoding heads predict several tokens at once",
+        "medusa", 4, "Medusa", "extra decoding heads predict several tokens at once",
         deprecated=True,
         failure="per-model head training: the heads must be trained for each target, none "
         "exist for GGUF models, and llama.cpp cannot run them",
         instead="Track 1 (draft model)",
     ),
     Track(
-        "ssm-spec",
-        5,
-        "SSM speculation",
-        "speculative decoding with state-space models",
+        "ssm-spec", 5, "SSM speculation", "speculative decoding with state-space models",
         deprecated=True,
         failure="unrollable recurrent state: a rejected draft cannot be undone in a "
         "recurrent state the way a KV cache tail is dropped",
         instead="baseline or Track 2 for SSM models; Track 1 with attention models",
     ),
     Track(
-        "cas-spec",
-        7,
-        "CAS-Spec layer skipping",
+        "cas-spec", 7, "CAS-Spec layer skipping",
         "the target drafts for itself with layers skipped",
         deprecated=True,
         failure="untrained exit classifiers: the cascade needs trained early-exit "
@@ -138,20 +113,14 @@ DEPRECATED = (
         instead="Track 8 (prompt lookup), also draft-free",
     ),
     Track(
-        "clasp-swift",
-        9,
-        "CLaSp / SWIFT",
-        "in-context layer-skipping self-speculation",
+        "clasp-swift", 9, "CLaSp / SWIFT", "in-context layer-skipping self-speculation",
         deprecated=True,
         failure="per-model adapter and layer-set search: the skipped-layer set must be "
         "optimised per model, and llama.cpp cannot skip layers per token",
         instead="Track 8 (prompt lookup) or Track 1",
     ),
     Track(
-        "kangaroo",
-        10,
-        "Kangaroo",
-        "a shallow sub-network with a trained adapter drafts",
+        "kangaroo", 10, "Kangaroo", "a shallow sub-network with a trained adapter drafts",
         deprecated=True,
         failure="per-model adapter training: the adapter and early exit must be trained for "
         "each target and do not exist for GGUF models",
@@ -159,21 +128,82 @@ DEPRECATED = (
     ),
 )
 
-ALL = WORKING + DEPRECATED
-BY_ID = {t.id: t for t in ALL}
+
+def working() -> tuple[Track, ...]:
+    """Every working track: the baseline, each source alone and MoE alone (by track
+    number), then each combination of sources, then each of those with MoE."""
+    ids = [s.id for s in sources()]
+    singles = [make_track([s], False) for s in ids] + [make_track([], True)]
+    singles.sort(key=lambda t: t.number if t.number is not None else 99)
+    combos = [make_track(list(c), False) for n in range(2, len(ids) + 1)
+              for c in combinations(ids, n)]
+    moe = [make_track(list(c), True) for n in range(1, len(ids) + 1)
+           for c in combinations(ids, n)]
+    return (BASELINE, *singles, *combos, *moe)
+
+
+def all_tracks() -> tuple[Track, ...]:
+    return working() + DEPRECATED
+
+
+def find_track(track_id: str) -> Track | None:
+    """The track with this id (parts in any order), or None."""
+    key = track_id.strip()
+    if key == "baseline":
+        return BASELINE
+    for t in DEPRECATED:
+        if t.id == key:
+            return t
+    parts = key.split("+")
+    if not parts or len(set(parts)) != len(parts):
+        return None
+    moe = "moe" in parts
+    srcs = [p for p in parts if p != "moe"]
+    if any(get_source(p) is None for p in srcs):
+        return None
+    return make_track(srcs, moe)
 
 
 def get_track(track_id: str) -> Track:
     """The track with this id; RefusedError for unknown or deprecated ones."""
-    track = BY_ID.get(track_id)
+    track = find_track(track_id)
     if track is None:
-        known = ", ".join(t.id for t in WORKING)
+        known = ", ".join(t.id for t in working())
         raise RefusedError(f"unknown track {track_id!r} (tracks: {known})")
     if track.deprecated:
         raise RefusedError(
             f"{track.label} is deprecated: {track.failure}. Use {track.instead} instead."
         )
     return track
+
+
+def reasons(
+    track: Track,
+    target: ModelInfo | None,
+    draft: ModelInfo | None = None,
+    compatibility: Compatibility | None = None,
+) -> tuple[str, str] | None:
+    """Why ``track`` cannot run on this pair, as (a few words, the whole reason); None if
+    it can. The window shows the first beside the track and the second as its tooltip."""
+    if track.deprecated:
+        return "deprecated", f"deprecated: {track.failure}; use {track.instead}"
+    if target is None:
+        return "no model loaded", "no target model loaded"
+    if track.speculates and not target.speculation_allowed:
+        return "SSM model: speculation off", target.speculation_reason
+    if track.moe and not target.is_moe:
+        return ("not an MoE model",
+                f"not an MoE model ({target.architecture} has no expert_count)")
+    if track.needs_draft_model:
+        if draft is None:
+            return "no draft loaded", "no draft model chosen (--draft)"
+        if not draft.speculation_allowed:
+            return "draft is an SSM model", draft.speculation_reason
+        if compatibility is not None and not compatibility.compatible:
+            failed = compatibility.failed
+            return ("draft incompatible (" + ", ".join(c.name for c in failed) + ")",
+                    "draft incompatible: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+    return None
 
 
 def availability(
@@ -183,24 +213,8 @@ def availability(
     compatibility: Compatibility | None = None,
 ) -> str | None:
     """Why ``track`` cannot run on this pair, or None if it can."""
-    if track.deprecated:
-        return f"deprecated: {track.failure}; use {track.instead}"
-    if target is None:
-        return "no target model loaded"
-    if track.speculates and not target.speculation_allowed:
-        return target.speculation_reason
-    if track.uses_moe and not target.is_moe:
-        return f"not an MoE model ({target.architecture} has no expert_count)"
-    if track.uses_draft:
-        if draft is None:
-            return "no draft model chosen"
-        if not draft.speculation_allowed:
-            return draft.speculation_reason
-        if compatibility is not None and not compatibility.compatible:
-            return "draft incompatible: " + "; ".join(
-                f"{c.name}: {c.detail}" for c in compatibility.failed
-            )
-    return None
+    why = reasons(track, target, draft, compatibility)
+    return why[1] if why else None
 
 
 def require_available(

@@ -18,7 +18,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app import __version__
-from app.cli import EXIT_FAILED, EXIT_REFUSED
+from app.cli_common import EXIT_FAILED, EXIT_REFUSED
 from app.core import paths
 from app.ui.resources import read_text, resource_path
 
@@ -164,14 +164,11 @@ class ScriptedSession(QObject):
         if self._stage == "models":
             if w.host.busy or w.fetcher.active:
                 return
-            if a.track:
-                w.tracks.select(a.track)
-                if w.tracks.selected() != a.track:
-                    reason = w.tracks.rows[a.track].reason.text() if a.track in w.tracks.rows \
-                        else "unknown or deprecated track"
-                    if self.exit_code == 0:  # not the consequence of a broken model
-                        w.show_error("refused", f"Track {a.track!r} cannot run here: {reason}")
-                    self._fail(EXIT_REFUSED)
+            if a.track and not w.tracks.select(a.track):
+                reason = w.tracks.reason(a.track, full=True) or "not available"
+                if self.exit_code == 0:  # not the consequence of a broken model
+                    w.show_error("refused", f"Track {a.track!r} cannot run here: {reason}")
+                self._fail(EXIT_REFUSED)
             view = getattr(a, "view", None) or "run"
             if a.run and self.exit_code == 0:
                 self._stage = "running"

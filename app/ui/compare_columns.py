@@ -16,8 +16,7 @@ from PySide6.QtWidgets import (
 
 from app.core.compare import ComparedRun
 from app.core.metrics import LiveMetrics
-from app.core.tracks import BY_ID
-from app.ui.jobs import fmt_rate, fmt_speedup, hint
+from app.ui.jobs import fmt_rate, fmt_speedup, hint, track_label
 from app.ui.token_view import TokenView
 from app.ui.worker import EventBuffer
 
@@ -59,7 +58,7 @@ class TrackColumn(QGroupBox):
               ("split", "draft / verify time"), ("same", "same answer as baseline"))
 
     def __init__(self, track_id: str, parent: QWidget | None = None) -> None:
-        super().__init__(BY_ID[track_id].label, parent)
+        super().__init__(track_label(track_id), parent)
         self.track_id = track_id
         self.buffer = EventBuffer()
         self.metrics = LiveMetrics()

@@ -15,23 +15,33 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
+    QLayout,
+    QLayoutItem,
     QPushButton,
     QScrollArea,
     QWidget,
 )
 
 from app.core.compare import Comparison, compare
-from app.core.tracks import BY_ID, WORKING
+from app.core.tracks import working
 from app.ui.compare_columns import DIFF_BG, TrackColumn, difference_note
-from app.ui.jobs import TRACK_COLOURS, ContextProvider, JobView, RunContext, hint, splitter
+from app.ui.jobs import (
+    ContextProvider,
+    JobView,
+    RunContext,
+    hint,
+    splitter,
+    track_colour,
+    track_label,
+    track_name,
+)
 from app.ui.plots import LEGEND_BRUSH, _plot
-from app.ui.token_view import LEGEND_HTML
+from app.ui.token_view import legend_html
 from app.ui.worker import EngineHost
 
 DRAIN_MS = 50
@@ -39,6 +49,66 @@ PLOT_INTERVAL = 0.25
 EMPTY = ("Choose the tracks to compare and press Compare. They run one after another on the "
          "models, prompt and settings of the Run tab, with the same seed; the baseline is "
          "always included as the reference for speed and for the answer.")
+
+
+class FlowLayout(QLayout):
+    """Widgets left to right, wrapping at the right edge: every combination of sources is a
+    track, so the list asks for height as it grows, never for a wider window."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 10) -> None:
+        super().__init__(parent)
+        self._items: list[QLayoutItem] = []
+        self._gap = spacing
+
+    def addItem(self, item: QLayoutItem) -> None:
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, index: int) -> QLayoutItem | None:
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def takeAt(self, index: int) -> QLayoutItem | None:
+        return self._items.pop(index) if 0 <= index < len(self._items) else None
+
+    def expandingDirections(self) -> Qt.Orientation:
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect: QRect) -> None:
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self) -> QSize:
+        return self.minimumSize()
+
+    def minimumSize(self) -> QSize:
+        size = QSize()
+        for item in self._items:
+            size = size.expandedTo(item.minimumSize())
+        m = self.contentsMargins()
+        return size + QSize(m.left() + m.right(), m.top() + m.bottom())
+
+    def _place(self, rect: QRect, move: bool) -> int:
+        """Lay the items out in ``rect`` (only measure unless ``move``); the height used."""
+        m = self.contentsMargins()
+        area = rect.adjusted(m.left(), m.top(), -m.right(), -m.bottom())
+        x, y, line = area.x(), area.y(), 0
+        for item in self._items:
+            hint = item.sizeHint()
+            if line and x + hint.width() > area.right() + 1:
+                x, y, line = area.x(), y + line + self._gap // 2, 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + self._gap
+            line = max(line, hint.height())
+        return y + line - rect.y() + m.bottom()
 
 
 class CompareView(JobView):
@@ -62,13 +132,15 @@ class CompareView(JobView):
     def _build(self) -> None:
         layout = self._frame()
         box = QGroupBox("Tracks to compare")
-        grid = QGridLayout(box)
+        flow = FlowLayout(box)
         self.checks: dict[str, QCheckBox] = {}
-        for i, t in enumerate(WORKING):
+        self.summaries: dict[str, str] = {}
+        for t in working():
             check = QCheckBox(t.label)
             check.setToolTip(t.summary)
             self.checks[t.id] = check
-            grid.addWidget(check, i // 4, i % 4)
+            self.summaries[t.id] = t.summary
+            flow.addWidget(check)
         base = self.checks["baseline"]
         base.setChecked(True)
         base.setEnabled(False)
@@ -85,7 +157,7 @@ class CompareView(JobView):
         row.addWidget(self.cancel_button)
         layout.addLayout(self._status_row(row))
         # The Run tab's legend, once for all columns, with the difference marker added.
-        self.legend = hint(LEGEND_HTML + f" &nbsp; <span style='background:{DIFF_BG};"
+        self.legend = hint(legend_html() + f" &nbsp; <span style='background:{DIFF_BG};"
                            "text-decoration:underline'>&nbsp;first difference from the "
                            "baseline&nbsp;</span>")
         layout.addWidget(self.legend)
@@ -113,7 +185,7 @@ class CompareView(JobView):
                 continue
             reason = available.get(tid)
             check.setEnabled(reason is None and not self.active)
-            check.setToolTip(BY_ID[tid].summary + (f"\n\nUnavailable: {reason}" if reason else ""))
+            check.setToolTip(self.summaries[tid] + (f"\n\nUnavailable: {reason}" if reason else ""))
             if reason is not None:
                 check.setChecked(False)
 
@@ -174,9 +246,8 @@ class CompareView(JobView):
             col = TrackColumn(tid)
             self.columns[tid] = col
             self.strip_layout.addWidget(col, 1)
-            colour = TRACK_COLOURS.get(tid, "#555555")
-            self.curves[tid] = self.plot.plot([], [], pen=pg.mkPen(colour, width=2),
-                                              name=BY_ID[tid].label, skipFiniteCheck=True)
+            self.curves[tid] = self.plot.plot([], [], pen=pg.mkPen(track_colour(tid), width=2),
+                                              name=track_label(tid), skipFiniteCheck=True)
         self.comparison = None
         self._show_body()
         self.legend.show()
@@ -200,7 +271,7 @@ class CompareView(JobView):
         if track in self.columns:
             i = order.index(str(track))
             self.progress.setValue(i)
-            self.status.setText(f"{i + 1} / {len(order)} · running {BY_ID[str(track)].label}…")
+            self.status.setText(f"{i + 1} / {len(order)} · running {track_label(str(track))}…")
             for tid, col in self.columns.items():
                 if tid == track:
                     col.state.setText("running…")
@@ -251,7 +322,7 @@ class CompareView(JobView):
             col.state.setText(col.state.text() + "\n" + note)
             col.mark_difference([run.first_difference or 0], note)
         if base is not None and diffs:
-            where = ", ".join(f"token {r.first_difference} ({BY_ID[r.result.track].name})"
+            where = ", ".join(f"token {r.first_difference} ({track_name(r.result.track)})"
                               for r in diffs)
             col = self.columns["baseline"]
             col.state.setText(col.state.text() + f"\nOther answers part from this one at {where}.")

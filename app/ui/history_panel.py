@@ -36,8 +36,8 @@ from app.core import export
 from app.core.errors import DecodeLabError
 from app.core.history import History
 from app.core.serialization import RunSummary
-from app.core.tracks import BY_ID, WORKING
-from app.ui.jobs import empty_state, fmt_rate, fmt_speedup, hint
+from app.core.tracks import working
+from app.ui.jobs import empty_state, fmt_rate, fmt_speedup, hint, track_label, track_name
 from app.ui.plots import export_plot
 
 log = logging.getLogger("app.ui.history")
@@ -57,7 +57,7 @@ def when(unix: float) -> str:
 
 def _row(s: RunSummary) -> QTreeWidgetItem:
     item = QTreeWidgetItem([
-        when(s.created_unix), BY_ID[s.track].name if s.track in BY_ID else s.track,
+        when(s.created_unix), track_name(s.track),
         str(s.n_generated), f"{s.tokens_per_second:.1f}", fmt_speedup(s.speedup),
         fmt_rate(s.acceptance_rate), s.stop_reason, s.target, s.draft or "", s.prompt_preview])
     item.setData(0, ROLE, s.id)
@@ -101,7 +101,7 @@ class HistoryPanel(QWidget):
         self.model_filter.setPlaceholderText("model file contains…")
         self.track_filter = QComboBox()
         self.track_filter.addItem("all tracks", None)
-        for t in WORKING:
+        for t in working():
             self.track_filter.addItem(t.label, t.id)
         self.prompt_filter = QLineEdit()
         self.prompt_filter.setPlaceholderText("prompt contains…")
@@ -182,8 +182,7 @@ class HistoryPanel(QWidget):
             fastest = best.get(cid)
             if fastest is not None:
                 group.setText(4, f"best {fmt_speedup(fastest.speedup)}")
-                group.setToolTip(4, f"fastest: {BY_ID[fastest.track].label}"
-                                 if fastest.track in BY_ID else fastest.track)
+                group.setToolTip(4, f"fastest: {track_label(fastest.track)}")
             group.setExpanded(True)
         for i in range(len(COLUMNS)):
             self.tree.resizeColumnToContents(i)

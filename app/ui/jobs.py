@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -32,14 +33,43 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.events import RunSettings
+from app.core.tracks import find_track
 from app.ui.worker import EngineHost, Job
 
-# One colour per track, the same in every view.
-TRACK_COLOURS = {
-    "baseline": "#3a4250", "draft": "#1f77b4", "lookup": "#2ca02c", "moe": "#9467bd",
-    "draft+lookup": "#17becf", "moe+lookup": "#bcbd22", "moe+draft": "#8c564b",
-    "moe+draft+lookup": "#e377c2",
-}
+BASELINE_COLOUR = "#3a4250"
+MOE_COLOUR = "#9467bd"
+UNKNOWN_COLOUR = "#555555"  # a track no longer known (an old record of a removed plug-in)
+
+
+def track_colour(track_id: str) -> str:
+    """The track's plot colour, the same in every view: grey for the baseline, purple for
+    MoE reduction, a source's ``plot_colour`` for that source alone, and the blend of its
+    parts' colours for a combination (so that it differs from each part)."""
+    track = find_track(track_id)
+    if track is None or track.deprecated:
+        return UNKNOWN_COLOUR
+    parts = [s.plot_colour for s in track.draft_sources] + [MOE_COLOUR] * track.moe
+    return _blend(parts) if parts else BASELINE_COLOUR
+
+
+def _blend(colours: list[str]) -> str:
+    if len(colours) == 1:
+        return colours[0]
+    qs = [QColor(c) for c in colours]  # any colour Qt reads, not only #rrggbb
+    rgb = [(q.red(), q.green(), q.blue()) for q in qs]
+    return "#" + "".join(f"{round(sum(ch) / len(rgb)):02x}" for ch in zip(*rgb, strict=True))
+
+
+def track_label(track_id: str) -> str:
+    """Its label ("Track 8: Prompt lookup"), or the raw id of a track no longer known."""
+    track = find_track(track_id)
+    return track.label if track is not None else track_id
+
+
+def track_name(track_id: str) -> str:
+    """Its name ("Prompt lookup"), or the raw id of a track no longer known."""
+    track = find_track(track_id)
+    return track.name if track is not None else track_id
 
 
 @dataclass

@@ -18,24 +18,22 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QTabWidget, QWidget
 
 from app.core.compare import Comparison
-from app.core.events import RunResult
+from app.core.events import RunRequest, RunResult
 from app.core.history import (
     ComparisonRecord,
     History,
     Rerun,
-    RunInputs,
     record_comparison,
     record_run,
 )
 from app.core.serialization import RunRecord
-from app.core.tracks import BY_ID, WORKING
+from app.core.tracks import find_track, reasons, working
 from app.ui.compare_view import CompareView
 from app.ui.history_panel import HistoryPanel, when
 from app.ui.jobs import RunContext
 from app.ui.pay_panel import PayPanel
 from app.ui.sweep_view import SweepView
-from app.ui.track_panel import short_reason
-from app.ui.track_settings import SAVED_FIELDS
+from app.ui.track_panel import label_of
 
 if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
@@ -107,14 +105,14 @@ class Lab(QObject):
         w = self.w
         draft = w.draft_info if w.draft_path else None
         compat = w.current_compat()
-        return {t.id: short_reason(t, w.target_info, draft, compat) for t in WORKING}
+        return {t.id: why[0] if (why := reasons(t, w.target_info, draft, compat)) else None
+                for t in working()}
 
     def refresh(self) -> None:
         """The models changed: tell each view which tracks can run."""
         available = self.availability()
         self.compare.set_available(available)
-        self.sweep.set_available(available, self.w.target_info,
-                                 self.w.tracks.settings.ngram_max.value())
+        self.sweep.set_available(available, self.w.target_info)
         self.pay.set_available(available)
         self._tab_changed(self.tabs.currentIndex())
 
@@ -164,16 +162,18 @@ class Lab(QObject):
         req = self.w.runs.last_request
         if result is None or req is None:
             return
-        draft = req.draft if BY_ID[result.track].uses_draft else None
-        inputs = RunInputs(req.target, draft, req.prompt, req.settings)
+        track = find_track(result.track)
+        draft = req.draft if track is not None and track.needs_draft_model else None
+        inputs = RunRequest(req.target, draft, req.prompt, req.settings)
         self._save("run", lambda h: record_run(result, inputs, h))
         self.pay.set_measured(result, self.w.runs.last_speedup)
 
     def _comparison_ended(self, comparison: Comparison, ctx: RunContext) -> None:
-        inputs = RunInputs(ctx.target_path, ctx.draft_path, ctx.prompt, ctx.settings)
+        inputs = RunRequest(ctx.target_path, ctx.draft_path, ctx.prompt, ctx.settings)
         self._save("comparison", lambda h: record_comparison(comparison, inputs, h))
         for run in comparison.runs:
-            if BY_ID[run.result.track].speculates and run.result.stop_reason != "cancelled":
+            track = find_track(run.result.track)
+            if track is not None and track.speculates and run.result.stop_reason != "cancelled":
                 self.pay.set_measured(run.result, run.speedup)
 
     # -- reopen and re-run ----------------------------------------------------------------
@@ -190,7 +190,7 @@ class Lab(QObject):
             self.tabs.setCurrentIndex(COMPARE)
             return
         speedup = record.comparison.speedup if record.comparison else None
-        title = (f"{BY_ID[record.result.track].label} · reopened from "
+        title = (f"{label_of(record.result.track)} · reopened from "
                  f"{when(record.created_unix)} · {record.target.file_name}")
         if not self.w.runs.show_saved(record.result, speedup, title):
             self.w.show_error("refused", "Wait for the current run to end before reopening.")
@@ -203,20 +203,19 @@ class Lab(QObject):
         if w.runs.active or self.busy:
             w.show_error("refused", "Wait for the current run to end before running again.")
             return
-        if not Path(plan.target_path).is_file():
-            w.show_error("error", f"The target model is gone: {plan.target_path}")
+        if not Path(plan.request.target).is_file():
+            w.show_error("error", f"The target model is gone: {plan.request.target}")
             return
-        s = plan.settings
-        w.tracks.settings.load({k: getattr(s, k) for k in SAVED_FIELDS
-                                if k != "threads"} | {"threads": s.threads or 0})
+        s = plan.request.settings
+        w.tracks.settings.load_settings(s)
         w.tracks.preferred = plan.tracks[0] if len(plan.tracks) == 1 else "baseline"
-        w.prompt.text.setPlainText(plan.prompt)
+        w.prompt.text.setPlainText(plan.request.prompt)
         w.prompt.system.setText(s.system or "")
         w.restore_chat_choice(s.chat)
         kind = "run" if len(plan.tracks) == 1 else "compare"
         self._rerun = (plan, kind)
-        w.set_target(plan.target_path)
-        w.set_draft(plan.draft_path if plan.draft_path and Path(plan.draft_path).is_file()
+        w.set_target(str(plan.request.target))
+        w.set_draft(str(plan.request.draft) if plan.request.draft and Path(plan.request.draft).is_file()
                     else None)
         if plan.warnings:
             w.show_error("info", "Running again, but: " + "; ".join(plan.warnings))
@@ -227,9 +226,9 @@ class Lab(QObject):
         plan, kind = self._rerun
         self._rerun = None
         w = self.w
-        if plan.settings.experts is not None and w.target_info is not None \
+        if plan.request.settings.experts is not None and w.target_info is not None \
                 and w.target_info.is_moe:
-            w.tracks.settings.experts.setValue(plan.settings.experts)
+            w.tracks.settings.experts.setValue(plan.request.settings.experts)
         if kind == "run":
             w.tracks.select(plan.tracks[0])
             self.tabs.setCurrentIndex(RUN)

@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.tracks import BY_ID
 from app.ui import window_state
 from app.ui.banner import Banner, ssm_banner_text
 from app.ui.lab import Lab
@@ -36,7 +35,7 @@ from app.ui.prompt_editor import PromptEditor
 from app.ui.run_controller import RunController
 from app.ui.settings import GuiSettings
 from app.ui.token_view import TokenView
-from app.ui.track_panel import TrackPanel
+from app.ui.track_panel import TrackPanel, label_of
 from app.ui.worker import EngineHost, FetchHost
 
 log = logging.getLogger("app.ui")
@@ -148,6 +147,7 @@ class MainWindow(QMainWindow):
         self.models.fetch_cancel_requested.connect(self.fetcher.cancel)
         self.models.library_changed.connect(self._survey)
         self.tracks.track_changed.connect(lambda _t: self._update_run_enabled())
+        self.tracks.settings.changed.connect(self._update_run_enabled)
         self.prompt.run_requested.connect(self.start_run)
         self.prompt.stop_requested.connect(self.stop_run)
         self.prompt.text.textChanged.connect(self._update_run_enabled)
@@ -270,7 +270,9 @@ class MainWindow(QMainWindow):
         self._update_run_enabled()
 
     def _update_run_enabled(self) -> None:
-        ok = (self.target_info is not None and self.tracks.is_available(self.tracks.selected())
+        track = self.tracks.selected_track()
+        ok = (self.target_info is not None and self.tracks.is_available(track.id)
+              and self.tracks.settings.problem(track) is None
               and bool(self.prompt.prompt().strip()) and not self.lab.busy)
         self.prompt.set_running(self.runs.active, ok)
         self.run_action.setEnabled(ok and not self.runs.active)
@@ -338,7 +340,7 @@ class MainWindow(QMainWindow):
         if result is not None:
             self.state_label.setText("")
             self.statusBar().showMessage(
-                f"{BY_ID[result.track].label}: {result.n_generated} tokens, "
+                f"{label_of(result.track)}: {result.n_generated} tokens, "
                 f"{result.tokens_per_second:.1f} tok/s, stopped: {result.stop_reason}", 15000)
         self.run_ended.emit(result)
 

@@ -5,6 +5,10 @@ seconds (``app.core.predict.will_it_pay``); the prediction for K = 1…16 then f
 the acceptance chance, which the user can change without measuring again (``predict`` is
 pure). After a run or a comparison, the prediction at that run's observed acceptance and K
 stands next to the speedup it really had.
+
+The sources to measure are the registry's (``app.core.drafting``): one that costs a model
+step (``cost`` "model") is measured with the draft model; a free one is predicted from the
+draft lengths it really found in the last run that used it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.drafting.registry import DraftSource, get_source, sources
 from app.core.events import RunResult
 from app.core.predict import (
     DEFAULT_ALPHA,
@@ -34,7 +39,7 @@ from app.core.predict import (
     proposed_lengths,
     will_it_pay,
 )
-from app.core.tracks import BY_ID
+from app.core.tracks import Track, find_track
 from app.ui.jobs import (
     ContextProvider,
     JobView,
@@ -43,6 +48,7 @@ from app.ui.jobs import (
     number_item,
     read_only_table,
     splitter,
+    track_label,
 )
 from app.ui.plots import BLUE, GREY, LEGEND_BRUSH, _plot
 from app.ui.worker import EngineHost
@@ -52,7 +58,27 @@ EMPTY = ("Press Measure to time what drafting and verifying cost on this machine
          "each K then follows from the acceptance you expect, with the reason in plain words.")
 COLUMNS = ("K", "tokens / round", "verify cost", "draft cost", "predicted", "at 99 %",
            "pays from")
-SOURCES = (("lookup", "prompt lookup (Track 8)"), ("draft", "draft model (Track 1)"))
+
+
+def source_text(src: DraftSource) -> str:
+    """How the chooser lists a source: "prompt lookup (Track 8)"."""
+    return f"{src.label} (Track {src.number})" if src.number else src.label
+
+
+def source_of(track: Track) -> str | None:
+    """The source a track's prediction is about: the first (by priority) that costs a model
+    step, which dominates the cost of a combination, else its first; None if it does not
+    speculate."""
+    picks = track.draft_sources
+    return next((s.id for s in picks if s.cost == "model"), picks[0].id if picks else None)
+
+
+def source_phrase(source_id: str) -> str:
+    """The source in a sentence: "the draft model", "prompt lookup"."""
+    src = get_source(source_id)
+    if src is None:
+        return source_id
+    return f"the {src.label}" if src.cost == "model" else src.label
 
 
 class PayPanel(JobView):
@@ -71,8 +97,9 @@ class PayPanel(JobView):
         layout = self._frame()
         row = QHBoxLayout()
         self.source = QComboBox()
-        for key, label in SOURCES:
-            self.source.addItem(label, key)
+        # The cheapest to try first (priority): the registry's order within a track.
+        for src in sorted(sources(), key=lambda s: s.priority):
+            self.source.addItem(source_text(src), src.id)
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.0, 1.0)
         self.alpha.setSingleStep(0.05)
@@ -134,7 +161,8 @@ class PayPanel(JobView):
         self.use_observed.clicked.connect(self._use_observed)
 
     def set_available(self, available: dict[str, str | None]) -> None:
-        """Offer the draft model only when Track 1 can run on the current pair."""
+        """Offer each source only when its track (the source alone) can run on the current
+        pair."""
         model = self.source.model()
         for i in range(self.source.count()):
             track = self.source.itemData(i)
@@ -147,14 +175,15 @@ class PayPanel(JobView):
                     break
 
     def follow(self, track: str) -> bool:
-        """Draft from what ``track`` drafts with: the draft model for every track that uses
-        one, else prompt lookup. False (nothing changed) if the track does not speculate,
-        that source cannot run on these models, or a measurement is running."""
-        t = BY_ID.get(track)
-        if t is None or not t.speculates or self.active:
+        """Draft from what ``track`` drafts with (``source_of``). False (nothing changed) if
+        the track does not speculate, that source cannot run on these models or is not
+        listed, or a measurement is running."""
+        t = find_track(track)
+        source = source_of(t) if t is not None else None
+        if source is None or self.active:
             return False
-        index = self.source.findData("draft" if t.uses_draft else "lookup")
-        if not self.source.model().item(index).isEnabled():  # type: ignore[attr-defined]
+        index = self.source.findData(source)
+        if index < 0 or not self.source.model().item(index).isEnabled():  # type: ignore[attr-defined]
             return False
         self.source.setCurrentIndex(index)
         return True
@@ -165,11 +194,13 @@ class PayPanel(JobView):
         if ctx is None:
             return False
         source = self.source.currentData()
-        if ctx.available.get(source) is False:
-            self.status.setText(f"{BY_ID[source].label} cannot run on these models.")
+        src = get_source(source)
+        if src is None or ctx.available.get(source) is False:
+            self.status.setText(f"{track_label(source)} cannot run on these models.")
             return False
-        s = replace(ctx.settings, track=source, experts=None)
-        draft_path = ctx.draft_path if source == "draft" else None
+        s = replace(ctx.settings, track=source, experts=None)  # the source alone
+        needs_draft = src.needs_draft_model or src.cost == "model"
+        draft_path = ctx.draft_path if needs_draft else None
         alpha = self.alpha.value()
 
         def job(session: Any, cancel: Any, progress: Any) -> PayReport:
@@ -216,14 +247,20 @@ class PayPanel(JobView):
         r = self.report
         if r is not None and r.costs is not None:
             self.report = predict(r.costs, self.alpha.value(), r.source, self.alpha_source,
-                                  lookup_lengths=self._lookup_lengths())
+                                  lookup_lengths=self._lookup_lengths(r.source, self.last_run))
             self._show()
 
-    def _lookup_lengths(self) -> list[int] | None:
-        """How long lookup's drafts really were in the last lookup run, if any."""
-        if self.last_run is None or not BY_ID[self.last_run[0].track].uses_lookup:
+    @staticmethod
+    def _lookup_lengths(source: str, last_run: tuple[RunResult, float | None] | None
+                        ) -> list[int] | None:
+        """How long the drafts of ``source`` really were in the last run, if it used that
+        source and the source drafts for free (a variable length: see ``predict``)."""
+        src = get_source(source)
+        track = find_track(last_run[0].track) if last_run is not None else None
+        if last_run is None or track is None or src is None or src.cost != "free" \
+                or source not in track.sources:
             return None
-        return proposed_lengths(self.last_run[0].events)
+        return proposed_lengths(last_run[0].events)
 
     # -- showing -------------------------------------------------------------------------------
     def _show(self) -> None:
@@ -231,15 +268,15 @@ class PayPanel(JobView):
         if r is None:
             return
         self._show_body()
-        what = "the draft model" if r.source == "draft" else "prompt lookup"
+        name = source_phrase(r.source)
         if not r.predictions:
-            self.recommendation.setText(f"Do not speculate with {what} here.")
+            self.recommendation.setText(f"Do not speculate with {name} here.")
         elif r.recommended_k:
             pred = r.predictions[r.recommended_k - 1]
-            self.recommendation.setText(f"Recommended: K = {r.recommended_k} with {what} — "
+            self.recommendation.setText(f"Recommended: K = {r.recommended_k} with {name} — "
                                         f"about {pred.speedup:.2f}× baseline")
         else:
-            self.recommendation.setText(f"Speculating with {what} will not pay at "
+            self.recommendation.setText(f"Speculating with {name} will not pay at "
                                         f"{r.alpha:.0%} acceptance: keep the baseline")
         self.explanation.setText(r.explanation)
         self._fill_table(r)
@@ -270,7 +307,8 @@ class PayPanel(JobView):
 
     def set_measured(self, result: RunResult, speedup: float | None) -> None:
         """A run ended: keep it to set its prediction next to what it measured."""
-        if not BY_ID[result.track].speculates:
+        track = find_track(result.track)
+        if track is None or not track.speculates:
             return
         self.last_run = (result, speedup)
         self.follow(result.track)  # measure what was just run
@@ -286,15 +324,15 @@ class PayPanel(JobView):
             self.versus.setText("")
             return
         result, measured = self.last_run
-        track = BY_ID[result.track]
-        source = "draft" if track.uses_draft else "lookup"
+        track = find_track(result.track)
+        source = source_of(track) if track is not None else None
         k = int(result.effective.get("draft_max") or result.settings.get("draft_max") or 0)
         seen = observed_alpha(result.events)
         got = (f"measured {measured:.2f}× baseline" if measured is not None
                else "no measured speedup (run the baseline on this prompt, or compare)")
-        head = f"Last run — {track.label}, K = {k}: {got}"
+        head = f"Last run — {track_label(result.track)}, K = {k}: {got}"
         r = self.report
-        if seen is None:
+        if seen is None or source is None:
             self.versus.setText(f"{head}. Nothing was drafted, so there is no acceptance to "
                                 "predict from.")
             return
@@ -303,11 +341,10 @@ class PayPanel(JobView):
                                         if r is None else "."))
             return
         if r.source != source:
-            self.versus.setText(f"{head}. Measure with the "
-                                f"{'draft model' if source == 'draft' else 'prompt lookup'} "
-                                "to compare it with a prediction.")
+            self.versus.setText(f"{head}. Measure with {source_phrase(source)} to compare it "
+                                "with a prediction.")
             return
-        lengths = proposed_lengths(result.events) if source == "lookup" else None
+        lengths = self._lookup_lengths(source, self.last_run)
         pred = predict(r.costs, seen, source, "observed", lookup_lengths=lengths).predictions[k - 1]
         self.versus.setText(f"{head}; predicted {pred.speedup:.2f}× at its observed "
                             f"{seen:.0%} acceptance.")

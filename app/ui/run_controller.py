@@ -17,10 +17,11 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.core import metrics
 from app.core.events import RunResult, RunSettings
-from app.core.tracks import BY_ID
+from app.core.tracks import find_track, get_track
+from app.core.verdict import baseline_key
 from app.ui.plots import LivePlots, SummaryPanel
 from app.ui.token_view import TokenView
-from app.ui.worker import EngineHost, RunRequest
+from app.ui.worker import EngineHost, RunJob
 
 log = logging.getLogger("app.ui.run")
 
@@ -38,11 +39,11 @@ class RunController(QObject):
                  summary: SummaryPanel, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.host, self.tokens, self.plots, self.summary = host, tokens, plots, summary
-        self.request: RunRequest | None = None
+        self.request: RunJob | None = None
         self.metrics = metrics.LiveMetrics()
         self.baselines: dict[tuple[Any, ...], float] = {}
         self.last_result: RunResult | None = None
-        self.last_request: RunRequest | None = None  # of the last finished run
+        self.last_request: RunJob | None = None  # of the last finished run
         self.last_speedup: float | None = None
         self._next_id = 0
         self._key: tuple[Any, ...] = ()
@@ -63,10 +64,10 @@ class RunController(QObject):
         if self.request is not None:
             return False
         self._next_id += 1
-        track = BY_ID[s.track]
-        self.request = RunRequest(self._next_id, target, draft if track.uses_draft else None,
+        track = get_track(s.track)
+        self.request = RunJob(self._next_id, target, draft if track.needs_draft_model else None,
                                   prompt, s)
-        self._key = (target, prompt, s.chat, s.system or "")
+        self._key = baseline_key(target, prompt, s)
         self.metrics = metrics.LiveMetrics()
         self.tokens.clear()
         self.plots.reset(speculating=track.speculates)
@@ -101,7 +102,7 @@ class RunController(QObject):
             self.plots.update_from(self.metrics)
             self.summary.show_live(self.metrics)
 
-    def _end(self, run_id: int) -> RunRequest | None:
+    def _end(self, run_id: int) -> RunJob | None:
         req = self.request
         if req is None or req.run_id != run_id:
             return None
@@ -116,7 +117,7 @@ class RunController(QObject):
         req = self._end(run_id)
         if req is None:
             return
-        track = BY_ID[result.track]
+        track = get_track(result.track)
         if result.stop_reason == "cancelled":
             self.tokens.add_note("  ■ cancelled — partial answer")
         elif result.stop_reason == "context_full":
@@ -135,7 +136,7 @@ class RunController(QObject):
         self.last_request, self.last_speedup = req, (1.0 if track.id == "baseline"
                                                      else summary.speedup)
         experts = result.effective.get("expert_used_count")
-        extra = f" · {experts} experts" if experts and track.uses_moe else ""
+        extra = f" · {experts} experts" if experts and track.moe else ""
         self.summary.track.setText(f"{track.label}{extra} · {result.n_generated} tokens")
         self.last_result = result
         self.run_ended.emit(result)
@@ -144,7 +145,7 @@ class RunController(QObject):
         """Render a finished run again (from the history): answer, plots and numbers."""
         if self.request is not None:
             return False
-        track = BY_ID.get(result.track)
+        track = find_track(result.track)
         self.metrics = metrics.LiveMetrics()
         self.tokens.clear()
         self.plots.reset(speculating=track is None or track.speculates)

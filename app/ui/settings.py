@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from app.core import paths
+from app.core.drafting import registry
 from app.core.settings_check import LIMITS, problem
 from app.core.store import SetAside, atomic_write_text, read_json, set_aside, sweep_temp
-from app.core.tracks import BY_ID
+from app.core.tracks import find_track
 from app.core.validate import FormatError, fields_of
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 FILE_NAME = "gui.json"
 # The run settings the window keeps are checked against the core's limits (the same as the
-# command line's); the spin boxes then clamp to their own, narrower, ranges. Threads 0 is the
-# window's "auto" (None in RunSettings).
+# command line's), a draft source's settings against their ``Setting`` range; the spin boxes
+# then clamp to their own, narrower, ranges. Threads 0 is the window's "auto" (None in
+# RunSettings). A setting of a source no longer registered is dropped, not an error.
 _RUN_FLAGS = ("adaptive", "chat")
 _NOT_SAVED = ("file", "set_aside")
 
@@ -103,7 +105,8 @@ def _checked(data: object) -> dict[str, Any]:
         _base64(values.get(name), name)
     for name, state in values.get("splitters", {}).items():
         _base64(state, f"splitters.{name}")
-    if values.get("track", "baseline") not in BY_ID:
+    track = values.get("track", "baseline")
+    if not isinstance(track, str) or find_track(track) is None:
         raise FormatError(f"settings.track: unknown track {str(values['track'])[:40]!r}")
     for name in ("target", "draft"):
         if "\x00" in (values.get(name) or ""):
@@ -115,9 +118,12 @@ def _checked(data: object) -> dict[str, Any]:
             why = f"expected true or false, got {value!r:.40}"
         elif name in LIMITS:
             why = problem(name, None if name == "threads" and value == 0 else value)
+        elif (spec := registry.setting(name)) is not None:
+            why = spec.problem(value)
         if why is not None:
             raise FormatError(f"settings.run.{name}: {why[:120]}")
-    values["run"] = {k: v for k, v in run.items() if k in LIMITS or k in _RUN_FLAGS}
+    values["run"] = {k: v for k, v in run.items()
+                     if k in LIMITS or k in _RUN_FLAGS or registry.setting(k) is not None}
     return values
 
 

@@ -1,14 +1,18 @@
-"""Sweep: one track over a range of one setting (K, p-min, n-gram min, expert count).
+"""Sweep: one track over a range of one setting (K, the expert count, or a setting of one
+of its draft sources that has sweep values in the registry).
 
 The sweep runs on the engine lane through ``app.core.sweep.iter_sweep`` (a baseline first,
 then one full run per value, on the Run tab's models, prompt and settings); each point is
 plotted as it arrives: tokens/s with the baseline as a dashed line, acceptance, and for an
 expert sweep the divergence of the answer from the full-expert one. When it ends the best
 value is marked (``mark_best``: fastest, and for experts only within the divergence limit).
+What a track can vary is ``app.core.sweep.parameters``; a source setting's label, default
+values and kind (whole number or not) come from its registry ``Setting``.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import replace
 from typing import Any
@@ -27,9 +31,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.drafting.registry import setting
 from app.core.errors import RefusedError
-from app.core.sweep import MAX_DIVERGENCE, PARAMETERS, Sweep, SweepPoint, iter_sweep, mark_best
-from app.core.tracks import BY_ID, WORKING
+from app.core.events import RunSettings
+from app.core.sweep import (
+    MAX_DIVERGENCE,
+    Sweep,
+    SweepPoint,
+    default_values,
+    iter_sweep,
+    mark_best,
+    parameters,
+)
+from app.core.tracks import find_track, working
 from app.ui.jobs import (
     ContextProvider,
     JobView,
@@ -38,12 +52,12 @@ from app.ui.jobs import (
     number_item,
     read_only_table,
     splitter,
+    track_label,
 )
 from app.ui.plots import BLUE, GREEN, GREY, ORANGE, _plot
 from app.ui.worker import EngineHost
 
-NAMES = {"draft_max": "K (draft max)", "draft_p_min": "p-min", "ngram_min": "n-gram min",
-         "experts": "active experts"}
+CORE_NAMES = {"draft_max": "K (draft max)", "experts": "experts"}  # the rest: the registry
 EMPTY = ("Pick a track and the setting to vary, then press Sweep: the track runs once per "
          "value on the Run tab's models, prompt and settings, after one baseline run, and "
          "the best value is marked.")
@@ -51,7 +65,8 @@ COLUMNS = ("value", "tok/s", "speedup", "acceptance", "divergence", "same answer
 
 
 def parse_values(text: str, integer: bool) -> list[float] | list[int]:
-    """``"1-4, 8"`` → [1, 2, 3, 4, 8]; floats for p-min. Raises RefusedError if unreadable."""
+    """``"1-4, 8"`` → [1, 2, 3, 4, 8]; floats unless ``integer``. RefusedError if
+    unreadable."""
     out: list[Any] = []
     for part in filter(None, re.split(r"[,\s;]+", text.strip())):
         m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part) if integer else None
@@ -68,15 +83,34 @@ def parse_values(text: str, integer: bool) -> list[float] | list[int]:
     return out
 
 
-def default_text(parameter: str, target: Any | None, ngram_max: int) -> str:
-    if parameter == "draft_max":
-        return "1-16"
-    if parameter == "draft_p_min":
-        return "0, 0.2, 0.4, 0.6, 0.8, 0.9"
-    if parameter == "ngram_min":
-        return f"1-{max(ngram_max, 1)}"
-    n = (target.expert_used_count or target.expert_count) if target is not None else 0
-    return f"{n}-1" if n > 1 else "1"
+def parameter_label(parameter: str) -> str:
+    """What the window calls a sweep parameter: "K (draft max)", a Setting's label."""
+    spec = setting(parameter)
+    return CORE_NAMES.get(parameter) or (spec.label if spec is not None else parameter)
+
+
+def is_integer(parameter: str) -> bool:
+    """Whether the parameter takes whole numbers (K, experts, an int Setting)."""
+    spec = setting(parameter)
+    return parameter in CORE_NAMES or (spec is not None and spec.kind is not float)
+
+
+def values_text(values: list[float] | list[int]) -> str:
+    """Values as the values box reads them: a run of 3 or more whole numbers as "1-4"."""
+    whole = all(isinstance(v, int) for v in values)
+    steps = {b - a for a, b in itertools.pairwise(values)}
+    if whole and len(values) >= 3 and steps in ({1}, {-1}):
+        return f"{values[0]}-{values[-1]}"
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def default_text(parameter: str, target: Any | None) -> str:
+    """The values a sweep of ``parameter`` tries unless the user types others."""
+    if parameter == "experts":  # from the target already read, not the file again
+        n = (target.expert_used_count or target.expert_count) if target is not None else 0
+        return f"{n}-1" if n > 1 else "1"
+    # Besides the experts, the defaults do not depend on the model (no path needed).
+    return values_text(default_values(parameter, "", RunSettings()))
 
 
 class SweepView(JobView):
@@ -89,7 +123,6 @@ class SweepView(JobView):
         self.sweep: Sweep | None = None
         self.points: list[SweepPoint] = []
         self.target_info: Any | None = None
-        self.ngram_max = 4
         self._available: dict[str, str | None] = {}
         self._integer = True
         self._build()
@@ -98,8 +131,8 @@ class SweepView(JobView):
         layout = self._frame()
         row = QHBoxLayout()
         self.track = QComboBox()
-        for t in WORKING:
-            if t.speculates or t.uses_moe:
+        for t in working():
+            if t.speculates or t.moe:
                 self.track.addItem(t.label, t.id)
         self.parameter = QComboBox()
         self.values = QLineEdit()
@@ -165,10 +198,9 @@ class SweepView(JobView):
         self._track_changed()
 
     # -- choices ----------------------------------------------------------------------------
-    def set_available(self, available: dict[str, str | None], target: Any | None,
-                      ngram_max: int) -> None:
+    def set_available(self, available: dict[str, str | None], target: Any | None) -> None:
         """Tracks that can run on the current models; the target ranges the expert sweep."""
-        self._available, self.ngram_max = available, ngram_max
+        self._available = available
         changed = target is not self.target_info
         self.target_info = target
         model = self.track.model()
@@ -187,13 +219,12 @@ class SweepView(JobView):
             self._parameter_changed()
 
     def _track_changed(self) -> None:
-        track = BY_ID[self.track.currentData()]
+        track = find_track(self.track.currentData())
         current = self.parameter.currentData()
         self.parameter.blockSignals(True)
         self.parameter.clear()
-        for p, feature in PARAMETERS.items():
-            if getattr(track, feature):
-                self.parameter.addItem(NAMES[p], p)
+        for p in parameters(track) if track is not None else []:
+            self.parameter.addItem(parameter_label(p), p)
         index = self.parameter.findData(current)
         self.parameter.setCurrentIndex(max(index, 0))
         self.parameter.blockSignals(False)
@@ -202,7 +233,7 @@ class SweepView(JobView):
     def _parameter_changed(self) -> None:
         p = self.parameter.currentData()
         if p:
-            self.values.setText(default_text(p, self.target_info, self.ngram_max))
+            self.values.setText(default_text(p, self.target_info))
 
     def choose(self, track: str, parameter: str, values: str) -> None:
         self.track.setCurrentIndex(self.track.findData(track))
@@ -217,8 +248,8 @@ class SweepView(JobView):
         track, parameter = self.track.currentData(), self.parameter.currentData()
         try:
             if self._available.get(track, "x") is not None:
-                raise RefusedError(f"{BY_ID[track].label} cannot run on these models")
-            values = parse_values(self.values.text(), parameter != "draft_p_min")
+                raise RefusedError(f"{track_label(track)} cannot run on these models")
+            values = parse_values(self.values.text(), is_integer(parameter))
         except RefusedError as exc:
             self._refuse(str(exc))
             return False
@@ -249,12 +280,12 @@ class SweepView(JobView):
         self.best_label.setText("")
         self.base_line.hide()
         self.best_marker.setData([], [])
-        name = NAMES[parameter]
         for plot in (self.tps, self.acc, self.div):
-            plot.setLabel("bottom", name)
+            plot.setLabel("bottom", parameter_label(parameter))
         self.div.setVisible(parameter == "experts")
-        self._integer = parameter != "draft_p_min"
-        self.acc.setVisible(parameter != "experts" or BY_ID[self.track.currentData()].speculates)
+        self._integer = is_integer(parameter)
+        track = find_track(self.track.currentData())
+        self.acc.setVisible(parameter != "experts" or (track is not None and track.speculates))
         self._redraw()
         self._show_body()
 
@@ -301,7 +332,7 @@ class SweepView(JobView):
         self.sweep = sweep
         self._end()
         best = sweep.best
-        name = NAMES[sweep.parameter]
+        name = parameter_label(sweep.parameter)
         if best is not None:
             self.best_marker.setData([float(best.value)], [best.tokens_per_second])
             row = self.points.index(best) if best in self.points else -1

@@ -5,11 +5,16 @@ never one widget update per token. Each token's character format carries its kin
 and index (``QTextFormat.UserProperty`` + n) into a side table that the hover tooltip reads;
 hiding the rejected drafts rebuilds the document from that table in one pass. Copy copies
 the answer only (rejected drafts and notes left out).
+
+The sources' colours, names and legend come from the registry (``app.core.drafting``) when
+they are used, so a source registered later shows too; a token of a source that is not
+registered (a removed plug-in's old record) gets a neutral colour and its raw id.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 
 from PySide6.QtCore import QEvent, QObject, QPoint
 from PySide6.QtGui import (
@@ -17,6 +22,7 @@ from PySide6.QtGui import (
     QFont,
     QGuiApplication,
     QHelpEvent,
+    QPalette,
     QTextCharFormat,
     QTextCursor,
     QTextFormat,
@@ -32,25 +38,51 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.drafting.registry import get_source, sources
 from app.core.events import Event, RejectionEvent, RoundEvent, TokenEvent
 
 PROP_KIND = int(QTextFormat.Property.UserProperty) + 1
 PROP_SOURCE = int(QTextFormat.Property.UserProperty) + 2
 PROP_INDEX = int(QTextFormat.Property.UserProperty) + 3
 
-COLOURS = {"draft": "#c9e2fb", "lookup": "#cdeec9"}
-SOURCE_NAMES = {"draft": "draft model", "lookup": "prompt lookup", None: "target"}
 REJECTED_FG = "#a08080"
 REJECTED_BG = "#fbeeee"
 NOTE_FG = "#7a828e"
+# An accepted token of a source that is not registered (a removed plug-in's old record).
+UNKNOWN_BG, UNKNOWN_DARK_BG = "#e0e0e0", "#4a4a4a"
 
 
-LEGEND_HTML = (
-    "<span>target</span> &nbsp; "
-    f"<span style='background:{COLOURS['draft']}'>&nbsp;accepted · draft model&nbsp;</span>"
-    f" &nbsp; <span style='background:{COLOURS['lookup']}'>&nbsp;accepted · prompt lookup"
-    f"&nbsp;</span> &nbsp; <span style='color:{REJECTED_FG};background:{REJECTED_BG};"
-    "text-decoration:line-through'>&nbsp;rejected&nbsp;</span>")
+def dark_palette() -> bool:
+    return QGuiApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+
+def source_colour(source: str | None, dark: bool | None = None) -> str:
+    """Background of an accepted token of this source (registry id) on the current (or the
+    given) palette; a neutral grey for a source that is not registered."""
+    dark = dark_palette() if dark is None else dark
+    src = get_source(source) if source else None
+    if src is None:
+        return UNKNOWN_DARK_BG if dark else UNKNOWN_BG
+    return src.dark_colour if dark else src.colour
+
+
+def source_name(source: str | None) -> str:
+    """What the window calls where a token came from: a source's label, "target" for
+    none, the raw id for a source that is not registered."""
+    if not source:
+        return "target"
+    src = get_source(source)
+    return src.label if src is not None else source
+
+
+def legend_html() -> str:
+    """The legend of the token colours: target, each registered source, rejected."""
+    dark = dark_palette()
+    accepted = "".join(f" &nbsp; <span style='background:{source_colour(s.id, dark)}'>"
+                       f"&nbsp;accepted · {escape(s.label)}&nbsp;</span>" for s in sources())
+    return (f"<span>target</span>{accepted} &nbsp; <span style='color:{REJECTED_FG};"
+            f"background:{REJECTED_BG};text-decoration:line-through'>&nbsp;rejected&nbsp;"
+            "</span>")
 
 
 @dataclass(slots=True)
@@ -63,10 +95,10 @@ class Mark:
     round: int
 
 
-def _format(kind: str, source: str | None, index: int) -> QTextCharFormat:
+def _format(kind: str, source: str | None, index: int, dark: bool) -> QTextCharFormat:
     f = QTextCharFormat()
     if kind == "accepted":
-        f.setBackground(QColor(COLOURS.get(source or "", "#e0e0e0")))
+        f.setBackground(QColor(source_colour(source, dark)))
     elif kind == "rejected":
         f.setFontStrikeOut(True)
         f.setForeground(QColor(REJECTED_FG))
@@ -108,7 +140,7 @@ class TokenView(QWidget):
         title = QLabel("Answer")
         title.setObjectName("SectionTitle")
         top.addWidget(title)
-        self.legend = QLabel(LEGEND_HTML)
+        self.legend = QLabel(legend_html())
         self.legend.setObjectName("Hint")
         self.legend.setWordWrap(True)
         self.legend.setToolTip("Hover a token to see its id, origin, round and position")
@@ -144,6 +176,7 @@ class TokenView(QWidget):
 
     # -- content -------------------------------------------------------------------------------
     def clear(self) -> None:
+        self.legend.setText(legend_html())  # sources registered since, the palette now
         self.marks.clear()
         self._starts.clear()
         self.edit.clear()
@@ -172,6 +205,7 @@ class TokenView(QWidget):
         cursor.movePosition(QTextCursor.MoveOperation.End)
         cursor.beginEditBlock()
         show_rejected = self.show_rejected.isChecked()
+        dark = dark_palette()  # once per batch: reading the palette copies it
         for m in new:
             index = len(self.marks)
             self.marks.append(m)
@@ -179,7 +213,7 @@ class TokenView(QWidget):
                 self._starts.append(-1)
                 continue
             self._starts.append(cursor.position())
-            cursor.insertText(m.text, _format(m.kind, m.source, index))
+            cursor.insertText(m.text, _format(m.kind, m.source, index, dark))
         cursor.endEditBlock()
         if at_end:
             bar.setValue(bar.maximum())
@@ -233,10 +267,10 @@ def describe(m: Mark) -> str:
         return m.text.strip()
     shown = repr(m.text)
     if m.kind == "rejected":
-        return (f"token {m.id} {shown}\nrejected draft from the {SOURCE_NAMES[m.source]}\n"
+        return (f"token {m.id} {shown}\nrejected draft from the {source_name(m.source)}\n"
                 f"proposed at position {m.position} in round {m.round}")
     origin = ("sampled by the target" if m.kind == "target"
-              else f"accepted draft from the {SOURCE_NAMES.get(m.source, m.source)}")
+              else f"accepted draft from the {source_name(m.source)}")
     return f"token {m.id} {shown}\n{origin}\nround {m.round} · position {m.position}"
 
 

@@ -1,7 +1,11 @@
-"""The track selector: every track of the registry with its number and a one-line
-explanation. Working tracks are selectable where they apply to the loaded models; the
-others are disabled with the reason as tooltip and as visible text. Deprecated tracks sit
-in their own group, disabled, each with its failure mode and the track to use instead.
+"""The track selector: pick the draft sources and the MoE switch; the track is what they make.
+
+One checkbox per draft source of the registry (its title, its one-line summary) and one for
+MoE expert reduction; a line under them names the track that will run (nothing ticked: the
+baseline). A box whose part cannot run on the loaded models is disabled, with the core's
+short reason as visible text and the whole reason as tooltip; for a recurrent or hybrid
+(SSM) target that is every source. Deprecated tracks sit in their own group, disabled, each
+with its failure mode and the track to use instead.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QButtonGroup,
+    QCheckBox,
     QGroupBox,
     QLabel,
     QRadioButton,
@@ -20,37 +24,54 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.tracks import BY_ID, DEPRECATED, WORKING, Track, availability
+from app.core.drafting.registry import sources
+from app.core.tracks import (
+    BASELINE,
+    DEPRECATED,
+    MOE_NAME,
+    MOE_NUMBER,
+    Track,
+    find_track,
+    make_track,
+    reasons,
+)
 from app.ui.track_settings import TrackSettings
 
+MOE = "moe"  # the MoE switch's part of a track id
 
-def short_reason(track: Track, target: Any | None, draft: Any | None,
-                 compat: Any | None) -> str | None:
-    """A few words on why ``track`` is off for this pair (None: it can run)."""
-    if availability(track, target, draft, compat) is None:
-        return None
-    if target is None:
-        return "no model loaded"
-    if track.speculates and not target.speculation_allowed:
-        return "SSM model: speculation off"
-    if track.uses_moe and not target.is_moe:
-        return "not an MoE model"
-    if track.uses_draft:
-        if draft is None:
-            return "no draft loaded"
-        if not draft.speculation_allowed:
-            return "draft is an SSM model"
-        if compat is not None and not compat.compatible:
-            return "draft incompatible (" + ", ".join(c.name for c in compat.failed) + ")"
-    return "not available"
+
+def label_of(track_id: str) -> str:
+    """The track's label ("Track 8: Prompt lookup"), or its id if no source makes it now."""
+    track = find_track(track_id)
+    return track.label if track is not None else track_id
+
+
+@dataclass
+class PartRow:
+    """One part of a track the user can tick: a draft source, or the MoE switch."""
+
+    track: Track  # the track of this part alone: its reasons are the part's
+    check: QCheckBox
+    summary: QLabel
+    reason: QLabel
 
 
 @dataclass
 class TrackRow:
+    """A deprecated track: shown, never selectable."""
+
     track: Track
     radio: QRadioButton
     summary: QLabel
     reason: QLabel
+
+
+def _small(text: str, name: str, bottom: int = 0) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setContentsMargins(22, 0, 0, bottom)
+    return label
 
 
 class TrackPanel(QGroupBox):
@@ -60,19 +81,34 @@ class TrackPanel(QGroupBox):
         super().__init__("Tracks", parent)
         layout = QVBoxLayout(self)
         layout.setSpacing(1)
-        self.group = QButtonGroup(self)
-        self.group.setExclusive(True)
-        self.rows: dict[str, TrackRow] = {}
-        for t in WORKING:
-            row = self._row(t)
-            self.group.addButton(row.radio)
-            row.radio.toggled.connect(lambda on, tid=t.id: self._on_toggled(tid) if on else None)
-            row.radio.clicked.connect(lambda _=False, tid=t.id: setattr(self, "preferred", tid))
-            for w in (row.radio, row.summary, row.reason):
+        hint = QLabel("Tick the draft sources to combine, and MoE reduction; none = baseline.")
+        hint.setObjectName("Hint")
+        hint.setWordWrap(True)
+        layout.addWidget(hint)
+        self.parts: dict[str, PartRow] = {}
+        titled = [(src.id, src.title, make_track([src.id], False)) for src in sources()]
+        titled.append((MOE, f"{MOE_NAME} (Track {MOE_NUMBER})", make_track([], True)))
+        for part, title, track in titled:
+            row = PartRow(track, QCheckBox(title), _small(track.summary, "TrackSummary"),
+                          _small("", "Reason", 2))
+            row.reason.hide()
+            row.check.toggled.connect(lambda _on: self._sync())
+            # Only a click is the user's choice; set_models ticks boxes too.
+            row.check.clicked.connect(lambda _on=False: setattr(self, "preferred",
+                                                                 self.selected()))
+            self.parts[part] = row
+            for w in (row.check, row.summary, row.reason):
                 layout.addWidget(w)
-        self.preferred = "baseline"
+        self.runs_line = QLabel("")
+        self.runs_line.setObjectName("SectionTitle")
+        self.runs_line.setWordWrap(True)
+        self.runs_line.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addSpacing(4)
+        layout.addWidget(self.runs_line)
+        self.preferred = BASELINE.id
+        self._models: tuple[Any | None, Any | None, Any | None] = (None, None, None)
+        self._last = ""
         # The settings sit right under the working tracks, before the deprecated ones.
-        self._target: Any | None = None
         self.settings = TrackSettings()
         layout.addSpacing(6)
         layout.addWidget(self.settings)
@@ -89,38 +125,20 @@ class TrackPanel(QGroupBox):
         self.deprecated_box = QGroupBox("Deprecated: not runnable on GGUF models")
         dep_layout = QVBoxLayout(self.deprecated_box)
         dep_layout.setSpacing(1)
+        self.deprecated_rows: dict[str, TrackRow] = {}
         for t in DEPRECATED:
-            row = self._row(t)
-            row.radio.setEnabled(False)
-            row.reason.setText(f"Fails: {t.failure}.\nUse instead: {t.instead}.")
-            row.reason.show()
+            dep = TrackRow(t, QRadioButton(t.label), _small(t.summary, "TrackSummary"),
+                           _small(f"Fails: {t.failure}.\nUse instead: {t.instead}.", "Reason", 2))
+            dep.radio.setEnabled(False)
+            dep.radio.setAutoExclusive(False)
             tip = f"{t.label} is deprecated.\nFails: {t.failure}.\nUse instead: {t.instead}."
-            for w in (row.radio, row.summary, row.reason):
-                w.setToolTip(tip)
-                dep_layout.addWidget(w)
+            for widget in (dep.radio, dep.summary, dep.reason):
+                widget.setToolTip(tip)
+                dep_layout.addWidget(widget)
+            self.deprecated_rows[t.id] = dep
         self.deprecated_box.hide()
         layout.addWidget(self.deprecated_box)
-
-        self.select("baseline")
-
-    def _row(self, t: Track) -> TrackRow:
-        radio = QRadioButton(t.label)
-        summary = QLabel(t.summary)
-        summary.setObjectName("TrackSummary")
-        summary.setWordWrap(True)
-        summary.setContentsMargins(22, 0, 0, 0)
-        reason = QLabel("")
-        reason.setObjectName("Reason")
-        reason.setWordWrap(True)
-        reason.setContentsMargins(22, 0, 0, 2)
-        reason.hide()
-        row = TrackRow(t, radio, summary, reason)
-        self.rows[t.id] = row
-        return row
-
-    def _on_toggled(self, track_id: str) -> None:
-        self._refresh_settings(self._target)
-        self.track_changed.emit(track_id)
+        self.set_models(None, None, None)
 
     def _toggle_deprecated(self, on: bool) -> None:
         self.deprecated_box.setVisible(on)
@@ -129,61 +147,80 @@ class TrackPanel(QGroupBox):
 
     # -- availability ----------------------------------------------------------------------------
     def set_models(self, target: Any | None, draft: Any | None, compat: Any | None) -> None:
-        """Enable the tracks that apply; keep the preferred one if it can run, else baseline."""
-        self._target = target
-        for t in WORKING:
-            row = self.rows[t.id]
-            short = short_reason(t, target, draft, compat)
-            full = availability(t, target, draft, compat)
-            row.radio.setEnabled(short is None)
-            row.reason.setVisible(short is not None)
-            row.reason.setText(f"unavailable: {short}" if short else "")
-            tip = f"{t.label}: {t.summary}" + (f"\n\nUnavailable: {full}" if full else "")
-            for w in (row.radio, row.summary, row.reason):
+        """Enable the parts that apply; tick the preferred track's parts that can run."""
+        self._models = (target, draft, compat)
+        for row in self.parts.values():
+            why = reasons(row.track, target, draft, compat)
+            row.check.setEnabled(why is None)
+            row.reason.setVisible(why is not None)
+            row.reason.setText(f"unavailable: {why[0]}" if why else "")
+            tip = f"{row.track.label}: {row.track.summary}"
+            tip += f"\n\nUnavailable: {why[1]}" if why else ""
+            for w in (row.check, row.summary, row.reason):
                 w.setToolTip(tip)
-        current = self.selected()
-        want = self.preferred
-        if self.rows[want].radio.isEnabled():
-            self._check(want)
-        elif not self.rows[current].radio.isEnabled():
-            self._check("baseline")
+        want = find_track(self.preferred) or BASELINE
+        self._tick(want if not want.deprecated else BASELINE)
         self.settings.set_model(target)
-        self._refresh_settings(target)
+        self._sync()
 
-    def _refresh_settings(self, target: Any | None) -> None:
-        ssm = None
-        if target is not None and not target.speculation_allowed:
-            ssm = target.speculation_reason
-        self.settings.update_enabled(BY_ID[self.selected()], target, ssm)
+    def _tick(self, track: Track) -> None:
+        """Tick exactly ``track``'s parts, leaving out those that cannot run now."""
+        wanted = {*track.sources, *([MOE] if track.moe else [])}
+        for part, row in self.parts.items():
+            row.check.blockSignals(True)
+            row.check.setChecked(part in wanted and row.check.isEnabled())
+            row.check.blockSignals(False)
 
-    def _check(self, track_id: str) -> None:
-        row = self.rows[track_id]
-        if not row.radio.isChecked():
-            row.radio.setChecked(True)
+    def _sync(self) -> None:
+        """Name the track the ticks make; tell the settings and the window if it changed."""
+        track = self.selected_track()
+        why = self._why(track)
+        text = f"Runs: {track.label}" + (f"  ({track.id})" if track is not BASELINE else "")
+        self.runs_line.setText(text + (f" (unavailable: {why[0]})" if why else ""))
+        self.runs_line.setToolTip(track.summary + (f"\n\nUnavailable: {why[1]}" if why else ""))
+        target = self._models[0]
+        ssm = target.speculation_reason if target is not None \
+            and not target.speculation_allowed else None
+        self.settings.update_enabled(track, target, ssm)
+        if track.id != self._last:
+            self._last = track.id
+            self.track_changed.emit(track.id)
 
+    def _why(self, track: Track) -> tuple[str, str] | None:
+        return reasons(track, *self._models)
+
+    # -- selection -------------------------------------------------------------------------------
     def selected(self) -> str:
-        for tid, row in self.rows.items():
-            if row.radio.isChecked():
-                return tid
-        return "baseline"
+        return self.selected_track().id
 
     def selected_track(self) -> Track:
-        return BY_ID[self.selected()]
+        ticked = [part for part, row in self.parts.items() if row.check.isChecked()]
+        return make_track([p for p in ticked if p != MOE], MOE in ticked)
 
     def select(self, track_id: str) -> bool:
-        """Select ``track_id`` if it is enabled (and remember it as the user's preference)."""
-        row = self.rows.get(track_id)
-        if row is None or row.track.deprecated:
+        """Select ``track_id`` if it can run (and remember it as the user's preference)."""
+        track = find_track(track_id)
+        if track is None or track.deprecated:
             return False
-        self.preferred = track_id
-        if not row.radio.isEnabled():
+        self.preferred = track.id
+        if self._why(track) is not None:
             return False
-        self._check(track_id)
+        self._tick(track)
+        self._sync()
         return True
 
     def is_available(self, track_id: str) -> bool:
-        row = self.rows.get(track_id)
-        return bool(row and row.radio.isEnabled() and not row.track.deprecated)
+        track = find_track(track_id)
+        return track is not None and self._why(track) is None
+
+    def reason(self, track_id: str, full: bool = False) -> str | None:
+        """Why ``track_id`` cannot run on the loaded models (a few words, or the whole
+        reason with ``full``); None if it can."""
+        track = find_track(track_id)
+        if track is None:
+            return "unknown track"
+        why = self._why(track)
+        return None if why is None else why[1 if full else 0]
 
     def set_locked(self, locked: bool) -> None:
         """No track or setting changes while a run is going."""

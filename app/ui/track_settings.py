@@ -1,8 +1,14 @@
-"""The settings of a run next to the track list: drafting, lookup, experts, sampling.
+"""The settings of a run next to the track list: drafting, experts, sampling, and each draft
+source's own settings, made from the registry.
 
-A control is enabled when the selected track uses it and the models allow it; the
-speculation controls stay disabled for a recurrent or hybrid (SSM) target, with the reason
-as tooltip. ``settings()`` turns the form into the core's ``RunSettings``.
+The core controls (K, draft min, adaptive drafting, experts, temperature, seed, max tokens,
+threads) are attributes; a source's settings are generated from its ``Setting`` entries
+(int: spin box over its range, float: decimal spin box with its step, bool: checkbox),
+grouped under the source's name, and reached with ``widget(name)``. A control is enabled when
+the selected track uses it and the models allow it; the speculation controls stay disabled
+for a recurrent or hybrid (SSM) target, with the reason as tooltip. A source's own rule
+across its settings (``DraftSource.check``) is shown under its group when broken.
+``settings()`` turns the form into the core's ``RunSettings``.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -20,12 +27,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.drafting.registry import DraftSource, Setting, Value, sources
 from app.core.events import RunSettings
 from app.core.settings_check import MAX_DRAFT
 from app.core.tracks import Track
 
-SPECULATION_FIELDS = ("draft_max", "draft_min", "adaptive", "draft_p_min", "ngram_min", "ngram_max")
+# The core fields the window edits and remembers; the sources' settings come from the registry.
+SPECULATION_FIELDS = ("draft_max", "draft_min", "adaptive")
 SAVED_FIELDS = (*SPECULATION_FIELDS, "temperature", "seed", "max_tokens", "threads")
+_INT_LO, _INT_HI = -(2**31), 2**31 - 1  # what a QSpinBox holds
+_FLOAT_SPAN = 1e9  # a float setting without a bound
 
 
 def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
@@ -36,27 +47,69 @@ def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
     return w
 
 
-def _dspin(lo: float, hi: float, step: float, value: float, tip: str) -> QDoubleSpinBox:
+def _dspin(lo: float, hi: float, step: float, value: float, tip: str,
+           decimals: int = 2) -> QDoubleSpinBox:
     w = QDoubleSpinBox()
+    w.setDecimals(decimals)
     w.setRange(lo, hi)
     w.setSingleStep(step)
-    w.setDecimals(2)
     w.setValue(value)
     w.setToolTip(tip)
     return w
 
 
+def _decimals(*values: float) -> int:
+    """Enough decimals to show each of ``values`` exactly (at least 2)."""
+    digits = [len(f"{v:g}".partition(".")[2]) for v in values if "e" not in f"{v:g}"]
+    return max(2, *digits)
+
+
+def setting_widget(spec: Setting) -> QWidget:
+    """The control of one source setting: its kind, range, step, default and help."""
+    tip = spec.help if spec.kind is bool else f"{spec.help} ({spec.range_text()})"
+    if spec.kind is bool:
+        box = QCheckBox(spec.label)
+        box.setChecked(bool(spec.default))
+        box.setToolTip(tip)
+        return box
+    if spec.kind is int:
+        lo = _INT_LO if spec.lo is None else max(_INT_LO, int(spec.lo))
+        hi = _INT_HI if spec.hi is None else min(_INT_HI, int(spec.hi))
+        return _spin(lo, hi, int(spec.default), tip)
+    lo_f = -_FLOAT_SPAN if spec.lo is None else spec.lo
+    hi_f = _FLOAT_SPAN if spec.hi is None else spec.hi
+    return _dspin(lo_f, hi_f, spec.step, float(spec.default), tip,
+                  _decimals(spec.step, float(spec.default)))
+
+
+def _value(w: QWidget) -> Value:
+    if isinstance(w, QCheckBox):
+        return w.isChecked()
+    assert isinstance(w, QSpinBox | QDoubleSpinBox)
+    return w.value()
+
+
+def _set(w: QWidget, v: Any) -> None:
+    """Put a saved value into ``w``; a value of the wrong type is skipped."""
+    try:
+        if isinstance(w, QCheckBox):
+            w.setChecked(bool(v))
+        elif isinstance(w, QDoubleSpinBox):
+            w.setValue(float(v))
+        elif isinstance(w, QSpinBox):
+            w.setValue(int(v))
+    except (TypeError, ValueError, OverflowError):
+        pass
+
+
 class TrackSettings(QGroupBox):
+    changed = Signal()  # a source setting changed (its rule may now pass or fail)
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Settings", parent)
         d = RunSettings()
         self.draft_max = _spin(1, MAX_DRAFT, d.draft_max, "K: the most tokens drafted per round")
         self.draft_min = _spin(0, 32, d.draft_min, "draft at least this many tokens, or none")
-        self.draft_p_min = _dspin(0.0, 1.0, 0.05, d.draft_p_min,
-                                  "the draft model stops drafting when its top probability "
-                                  "falls below this")
-        self.ngram_min = _spin(1, 8, d.ngram_min, "shortest n-gram prompt lookup matches")
-        self.ngram_max = _spin(1, 16, d.ngram_max, "longest n-gram prompt lookup matches")
         self.adaptive = QCheckBox("adaptive drafting")
         self.adaptive.setChecked(d.adaptive)
         self.adaptive.setToolTip("draft only as far as the measured acceptance says it pays")
@@ -66,28 +119,77 @@ class TrackSettings(QGroupBox):
         self.max_tokens = _spin(1, 32768, d.max_tokens, "stop after this many answer tokens")
         self.threads = _spin(0, max(1, (os.cpu_count() or 2) * 2), 0, "CPU threads; 0 = auto")
         self.threads.setSpecialValueText("auto")
-        self.ngram_min.valueChanged.connect(lambda v: self.ngram_max.setMinimum(v))
-        self.ngram_max.setMinimum(self.ngram_min.value())
         self.experts_label = QLabel("experts")
-        grid = QGridLayout(self)
-        grid.setHorizontalSpacing(8)
-        grid.setVerticalSpacing(4)
-        pairs = [
+        self.grid = QGridLayout(self)
+        self.grid.setHorizontalSpacing(8)
+        self.grid.setVerticalSpacing(4)
+        self._row = 0
+        self._pairs([
             ("K (draft max)", self.draft_max), ("draft min", self.draft_min),
-            ("p-min", self.draft_p_min), (None, self.adaptive),
-            ("n-gram min", self.ngram_min), ("n-gram max", self.ngram_max),
-            (self.experts_label, self.experts), ("temperature", self.temperature),
-            ("seed", self.seed), ("max tokens", self.max_tokens),
-            ("threads", self.threads),
-        ]
-        for i, (label, widget) in enumerate(pairs):
-            r, c = divmod(i, 2)
-            if label is not None:
-                grid.addWidget(label if isinstance(label, QLabel) else QLabel(label), r, 2 * c)
-                grid.addWidget(widget, r, 2 * c + 1)
-            else:
-                grid.addWidget(widget, r, 2 * c, 1, 2)
+            (None, self.adaptive), (self.experts_label, self.experts),
+            ("temperature", self.temperature), ("seed", self.seed),
+            ("max tokens", self.max_tokens), ("threads", self.threads),
+        ])
+        # Each source's settings, under its name: generated, so a new source needs no edit here.
+        self._widgets: dict[str, QWidget] = {}
+        self._source_of: dict[str, DraftSource] = {}
+        self.headers: dict[str, QLabel] = {}
+        self.problems: dict[str, QLabel] = {}
+        for src in sources():
+            if src.settings:
+                self._add_source(src)
         self._expert_model: tuple[str, int, int] | None = None
+        self._track: Track | None = None
+
+    def _pairs(self, pairs: list[tuple[str | QLabel | None, QWidget]]) -> None:
+        """Lay ``pairs`` (label, control) out two to a row from the next free row."""
+        for i, (label, widget) in enumerate(pairs):
+            r, c = self._row + i // 2, i % 2
+            if label is None:
+                self.grid.addWidget(widget, r, 2 * c, 1, 2)
+            else:
+                self.grid.addWidget(label if isinstance(label, QLabel) else QLabel(label),
+                                    r, 2 * c)
+                self.grid.addWidget(widget, r, 2 * c + 1)
+        self._row += (len(pairs) + 1) // 2
+
+    def _add_source(self, src: DraftSource) -> None:
+        header = QLabel(src.title)
+        font = header.font()
+        font.setBold(True)
+        header.setFont(font)
+        header.setToolTip(src.summary)
+        self.grid.addWidget(header, self._row, 0, 1, 4)
+        self._row += 1
+        pairs: list[tuple[str | QLabel | None, QWidget]] = []
+        for spec in src.settings:
+            w = setting_widget(spec)
+            if isinstance(w, QCheckBox):
+                w.toggled.connect(lambda _v: self._checked())
+            elif isinstance(w, QSpinBox | QDoubleSpinBox):
+                w.valueChanged.connect(lambda _v: self._checked())
+            pairs.append((None if spec.kind is bool else spec.label, w))
+            self._widgets[spec.name] = w
+            self._source_of[spec.name] = src
+        self._pairs(pairs)
+        problem = QLabel("")
+        problem.setObjectName("Reason")
+        problem.setWordWrap(True)
+        problem.hide()
+        self.grid.addWidget(problem, self._row, 0, 1, 4)
+        self._row += 1
+        self.headers[src.id], self.problems[src.id] = header, problem
+
+    def widget(self, name: str) -> QWidget:
+        """The control of the source setting ``name`` (KeyError if no source has it)."""
+        return self._widgets[name]
+
+    def value(self, name: str) -> Value:
+        return _value(self._widgets[name])
+
+    def options(self) -> dict[str, Value]:
+        """Every source setting by name, as ``RunSettings.options`` holds them."""
+        return {name: _value(w) for name, w in self._widgets.items()}
 
     # -- model and track -------------------------------------------------------------------------
     def set_model(self, info: Any | None) -> None:
@@ -105,13 +207,13 @@ class TrackSettings(QGroupBox):
             self.experts_label.setText("experts")
 
     def update_enabled(self, track: Track, target: Any | None, ssm_reason: str | None) -> None:
+        self._track = track
         is_moe = target is not None and target.is_moe
         speculating_ok = ssm_reason is None
-        use = {
-            self.draft_max: track.speculates, self.draft_min: track.speculates,
-            self.adaptive: track.speculates, self.draft_p_min: track.uses_draft,
-            self.ngram_min: track.uses_lookup, self.ngram_max: track.uses_lookup,
-        }
+        use: dict[QWidget, bool] = {getattr(self, name): track.speculates
+                                    for name in SPECULATION_FIELDS}
+        use.update({w: self._source_of[name].id in track.sources
+                    for name, w in self._widgets.items()})
         for widget, used in use.items():
             widget.setEnabled(used and speculating_ok)
             base = widget.property("baseTip") or widget.toolTip()
@@ -122,47 +224,71 @@ class TrackSettings(QGroupBox):
                 widget.setToolTip(f"{base}\n\n(not used by {track.label})")
             else:
                 widget.setToolTip(base)
-        self.experts.setEnabled(is_moe and track.uses_moe)
+        for src_id, header in self.headers.items():
+            header.setEnabled(src_id in track.sources and speculating_ok)
+        self.experts.setEnabled(is_moe and track.moe)
         self.experts.setToolTip(
             "active experts per token (Track 2)" if is_moe
             else "only for Mixture-of-Experts models (this one has no experts)")
+        self._checked(emit=False)
 
-    def speculation_widgets(self) -> list[QWidget]:
-        return [getattr(self, name) for name in SPECULATION_FIELDS]
+    def speculation_widgets(self, track: Track | None = None) -> list[QWidget]:
+        """The controls only a speculating track uses: the core ones, plus the settings of
+        ``track``'s sources (of every source when None)."""
+        core: list[QWidget] = [getattr(self, name) for name in SPECULATION_FIELDS]
+        return core + [w for name, w in self._widgets.items()
+                       if track is None or self._source_of[name].id in track.sources]
+
+    def _checked(self, emit: bool = True) -> None:
+        """Show each source's broken rule (if any) under its group."""
+        for src_id, label in self.problems.items():
+            why = self._source_problem(src_id)
+            label.setText(why or "")
+            label.setVisible(why is not None)
+        if emit:
+            self.changed.emit()
+
+    def _source_problem(self, src_id: str) -> str | None:
+        src = next((s for s in self._source_of.values() if s.id == src_id), None)
+        if src is None:
+            return None
+        for spec in src.settings:
+            why = spec.problem(self.value(spec.name))
+            if why is not None:
+                return why
+        return src.check(self.value) if src.check is not None else None
+
+    def problem(self, track: Track) -> str | None:
+        """Why the settings of ``track``'s sources do not fit together, or None."""
+        return next((why for src in track.sources
+                     if (why := self._source_problem(src)) is not None), None)
 
     # -- values ----------------------------------------------------------------------------------
     def settings(self, track: Track, target: Any | None, chat: bool, system: str) -> RunSettings:
         experts = None
-        if track.uses_moe and target is not None and target.is_moe:
+        if track.moe and target is not None and target.is_moe:
             experts = self.experts.value()
         return RunSettings(
             track=track.id, max_tokens=self.max_tokens.value(),
             temperature=self.temperature.value(), seed=self.seed.value(),
             draft_max=self.draft_max.value(), draft_min=self.draft_min.value(),
-            draft_p_min=self.draft_p_min.value(), ngram_min=self.ngram_min.value(),
-            ngram_max=self.ngram_max.value(), adaptive=self.adaptive.isChecked(),
-            experts=experts, threads=self.threads.value() or None,
-            chat=chat, system=system or None,
+            adaptive=self.adaptive.isChecked(), experts=experts,
+            threads=self.threads.value() or None, chat=chat, system=system or None,
+            options=self.options(),
         )
 
     def dump(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in SAVED_FIELDS:
-            w = getattr(self, name)
-            out[name] = w.isChecked() if isinstance(w, QCheckBox) else w.value()
-        return out
+        """The core fields and every source setting, by name (the window remembers them)."""
+        return {name: _value(getattr(self, name)) for name in SAVED_FIELDS} | self.options()
 
     def load(self, values: dict[str, Any]) -> None:
-        for name in SAVED_FIELDS:
-            if name not in values:
-                continue
-            w, v = getattr(self, name), values[name]
-            try:
-                if isinstance(w, QCheckBox):
-                    w.setChecked(bool(v))
-                elif isinstance(w, QDoubleSpinBox):
-                    w.setValue(float(v))
-                else:
-                    w.setValue(int(v))
-            except (TypeError, ValueError):
-                continue
+        """Put back what ``dump`` gave; unknown names and values of a wrong type are skipped."""
+        controls = {name: getattr(self, name) for name in SAVED_FIELDS} | self._widgets
+        for name, v in values.items():
+            if name in controls:
+                _set(controls[name], v)
+
+    def load_settings(self, s: RunSettings) -> None:
+        """Put back the settings of a run (a re-run from the history)."""
+        self.load({name: getattr(s, name) for name in SAVED_FIELDS}
+                  | {"threads": s.threads or 0} | s.options)

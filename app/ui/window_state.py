@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray
 
-from app.core.tracks import BY_ID
+from app.core.tracks import find_track
 from app.ui.settings import GuiSettings
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ def restore(w: MainWindow, s: GuiSettings) -> None:
         if isinstance(s.splitters.get(name), str):
             splitter.restoreState(_bytes(s.splitters[name]))
     w.tracks.settings.load(s.run)
-    w.tracks.preferred = s.track if s.track in BY_ID and not BY_ID[s.track].deprecated \
-        else "baseline"
+    track = find_track(s.track)
+    w.tracks.preferred = track.id if track is not None and not track.deprecated else "baseline"
     w.prompt.text.setPlainText(s.prompt if isinstance(s.prompt, str) else "")
     w.prompt.system.setText(s.system if isinstance(s.system, str) else "")
     w.token_view.show_rejected.setChecked(bool(s.show_rejected))

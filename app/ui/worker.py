@@ -55,7 +55,7 @@ class EventBuffer:
 
 
 @dataclass
-class RunRequest:
+class RunJob:
     run_id: int
     target: str
     draft: str | None
@@ -159,7 +159,7 @@ class EngineWorker(QObject):
             self.job_done.emit()
 
     @Slot(object)
-    def run(self, req: RunRequest) -> None:
+    def run(self, req: RunJob) -> None:
         self.run_started.emit(req.run_id)
         try:
             result = self.session.run(req.target, req.draft, req.prompt, req.settings,
@@ -218,7 +218,7 @@ class EngineHost(QObject):
         self.pending = 0
         self._was_busy = False
         self._survey_queue: list[tuple[str, str]] = []
-        self.current_run: RunRequest | None = None
+        self.current_run: RunJob | None = None
         self.jobs: dict[int, Job] = {}  # submitted and not yet ended
         self._next_job = 0
         self.lane = QThread()
@@ -277,7 +277,7 @@ class EngineHost(QObject):
             self._submit()
             self._do_survey.emit(target, [path])
 
-    def run(self, req: RunRequest) -> None:
+    def run(self, req: RunJob) -> None:
         self.current_run = req
         self._submit()
         self._do_run.emit(req)

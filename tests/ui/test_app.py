@@ -33,6 +33,7 @@ def test_window_state_is_restored(qtbot: Any, gui_settings: GuiSettings, tiny_de
     assert w.tracks.select("lookup")
     w.tracks.settings.max_tokens.setValue(123)
     w.tracks.settings.draft_max.setValue(5)
+    w.tracks.settings.widget("ngram_max").setValue(6)  # a source's setting, by its name
     w.prompt.text.setPlainText("hello there")
     w.resize(1200, 800)
     w.close()
@@ -48,6 +49,7 @@ def test_window_state_is_restored(qtbot: Any, gui_settings: GuiSettings, tiny_de
     assert w2.tracks.selected() == "lookup"
     assert w2.tracks.settings.max_tokens.value() == 123
     assert w2.tracks.settings.draft_max.value() == 5
+    assert w2.tracks.settings.value("ngram_max") == 6
     assert w2.prompt.prompt() == "hello there"
     assert (w2.width(), w2.height()) == (1200, 800)
     w2.close()

@@ -7,29 +7,44 @@ from typing import Any
 
 from ui_helpers import choose
 
-from app.core.tracks import DEPRECATED, WORKING
+from app.core.drafting.registry import sources
+from app.core.tracks import DEPRECATED, working
 from app.ui.main_window import MainWindow
 
-SPECULATING = [t.id for t in WORKING if t.speculates]
+SPECULATING = [t.id for t in working() if t.speculates]
 
 
 def reason(w: MainWindow, track: str) -> str:
-    row = w.tracks.rows[track]
+    return w.tracks.reason(track) or ""
+
+
+def shown_reason(w: MainWindow, part: str) -> str:
+    """The reason the window shows beside a source's (or MoE's) checkbox."""
+    row = w.tracks.parts[part]
     return row.reason.text() if not row.reason.isHidden() else ""
 
 
-def test_every_track_is_listed_with_number_and_explanation(window: MainWindow) -> None:
-    for t in (*WORKING, *DEPRECATED):
-        row = window.tracks.rows[t.id]
-        assert row.radio.text() == t.label
-        assert row.summary.text() == t.summary
+def test_every_source_and_track_is_listed_with_number_and_explanation(
+    window: MainWindow,
+) -> None:
+    for src in sources():
+        row = window.tracks.parts[src.id]
+        assert row.check.text() == src.title
+        assert row.summary.text() == src.summary
+    moe = window.tracks.parts["moe"].check.text()
+    assert "MoE expert reduction" in moe and "Track 2" in moe
     for t in DEPRECATED:
-        row = window.tracks.rows[t.id]
-        assert not row.radio.isEnabled()
-        assert t.failure in row.reason.text() and t.instead in row.reason.text()
+        dep = window.tracks.deprecated_rows[t.id]
+        assert dep.radio.text() == t.label and dep.summary.text() == t.summary
+        assert not dep.radio.isEnabled()
+        assert t.failure in dep.reason.text() and t.instead in dep.reason.text()
+    # Nothing ticked is the baseline, and the line under the boxes says so.
+    assert window.tracks.selected() == "baseline"
+    assert "Baseline" in window.tracks.runs_line.text()
     # Nothing loaded: nothing can run, and the window says why.
     assert not window.prompt.run_button.isEnabled()
-    assert reason(window, "baseline") == "unavailable: no model loaded"
+    assert reason(window, "baseline") == "no model loaded"
+    assert shown_reason(window, "draft") == "unavailable: no model loaded"
 
 
 def test_picking_models_updates_metadata_and_tracks(
@@ -40,12 +55,23 @@ def test_picking_models_updates_metadata_and_tracks(
     for word in ("llama", "dense (no experts)", "attention only", "context", "vocabulary"):
         assert word in meta
     assert window.tracks.is_available("baseline") and window.tracks.is_available("lookup")
-    assert reason(window, "draft") == "unavailable: no draft loaded"
-    assert reason(window, "moe") == "unavailable: not an MoE model"
+    assert reason(window, "draft") == "no draft loaded"
+    assert shown_reason(window, "draft") == "unavailable: no draft loaded"
+    assert not window.tracks.parts["draft"].check.isEnabled()
+    assert reason(window, "moe") == "not an MoE model"
+    assert shown_reason(window, "moe") == "unavailable: not an MoE model"
     assert not window.tracks.settings.experts.isEnabled()
 
     choose(qtbot, window, draft=tiny_draft)
     assert window.tracks.is_available("draft") and window.tracks.is_available("draft+lookup")
+    # Ticking sources makes the track: the line under the boxes names it, with its id.
+    with qtbot.waitSignal(window.tracks.track_changed) as changed:
+        window.tracks.parts["lookup"].check.click()  # as the user's click: toggled, clicked
+    assert changed.args == ["lookup"]
+    window.tracks.parts["draft"].check.click()
+    assert window.tracks.selected() == "draft+lookup" == window.tracks.preferred
+    assert "(draft+lookup)" in window.tracks.runs_line.text()
+    assert "Track 1" in window.tracks.runs_line.text()
     assert "compatible" in window.models.compat.text()
     assert window.models.draft_info.isVisibleTo(window)
 
@@ -76,9 +102,14 @@ def test_mamba_target_disables_every_speculation_control(
     assert "recurrent" in window.models.target_info.text()
     assert not window.models.draft.isEnabled()
     for tid in SPECULATING:
-        assert not window.tracks.rows[tid].radio.isEnabled(), tid
+        assert not window.tracks.is_available(tid), tid
         assert "SSM" in reason(window, tid)
-        assert "rolled back" in window.tracks.rows[tid].radio.toolTip()
+        assert "rolled back" in (window.tracks.reason(tid, full=True) or "")
+    for src in sources():
+        row = window.tracks.parts[src.id]
+        assert not row.check.isEnabled(), src.id
+        assert "SSM" in shown_reason(window, src.id)
+        assert "rolled back" in row.check.toolTip()
     assert window.tracks.selected() == "baseline" and window.tracks.is_available("baseline")
     for widget in window.tracks.settings.speculation_widgets():
         assert not widget.isEnabled()
@@ -89,7 +120,8 @@ def test_mamba_target_disables_every_speculation_control(
     assert banner.isHidden()
     assert window.models.draft.isEnabled()
     assert window.tracks.selected() == "draft+lookup"
-    assert all(w.isEnabled() for w in window.tracks.settings.speculation_widgets())
+    used = window.tracks.settings.speculation_widgets(window.tracks.selected_track())
+    assert all(w.isEnabled() for w in used)
 
 
 def test_mamba_draft_is_refused_as_a_draft(
@@ -108,9 +140,11 @@ def test_incompatible_draft_disables_track1_with_the_reason(
 ) -> None:
     choose(qtbot, window, tiny_dense, draft=tiny_incompatible)
     for tid in ("draft", "draft+lookup"):
-        assert not window.tracks.rows[tid].radio.isEnabled()
-        assert reason(window, tid) == "unavailable: draft incompatible (token texts)"
-        assert "token 17" in window.tracks.rows[tid].radio.toolTip()
+        assert not window.tracks.is_available(tid)
+        assert reason(window, tid) == "draft incompatible (token texts)"
+    assert not window.tracks.parts["draft"].check.isEnabled()
+    assert shown_reason(window, "draft") == "unavailable: draft incompatible (token texts)"
+    assert "token 17" in window.tracks.parts["draft"].check.toolTip()
     assert "incompatible" in window.models.compat.text()
     assert "✗</span> token texts" in window.models.compat.text()
     # The draft picker lists it, marked, with the failed check on hover.

@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QTextCursor
 from ui_helpers import choose, run_and_wait
 
 from app.ui.main_window import MainWindow
-from app.ui.token_view import COLOURS, PROP_KIND, PROP_SOURCE, format_kinds
+from app.ui.token_view import PROP_KIND, PROP_SOURCE, format_kinds, source_colour
 from app.ui.worker import EventBuffer
 
 # Repetitive text: prompt lookup finds n-grams to propose from the first rounds on.
@@ -20,7 +20,7 @@ PROMPT = "alpha beta gamma delta, alpha beta gamma delta, alpha beta gamma delta
 def setup_run(qtbot: Any, w: MainWindow, target: Path, track: str, max_tokens: int,
               draft: Path | None = None) -> None:
     choose(qtbot, w, target, draft=draft)
-    assert w.tracks.select(track), w.tracks.rows[track].reason.text()
+    assert w.tracks.select(track), w.tracks.reason(track)
     w.tracks.settings.max_tokens.setValue(max_tokens)
     # One thread: on a shared 2-core machine OpenMP barriers of 2 threads can stall a
     # batch decode for a quarter second when another process holds a core.
@@ -88,7 +88,7 @@ def test_accepted_and_rejected_tokens_get_their_formats(
             kind, source = f.stringProperty(PROP_KIND), f.stringProperty(PROP_SOURCE)
             seen.add((kind, source))
             if kind == "accepted":
-                assert f.background().color() == QColor(COLOURS[source])
+                assert f.background().color() == QColor(source_colour(source))
             elif kind == "rejected":
                 assert f.fontStrikeOut()
             elif kind == "target":

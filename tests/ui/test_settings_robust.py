@@ -30,6 +30,9 @@ BAD_SETTINGS = [
      "max_tokens"),
     ("temperature-text", json.dumps({**GOOD, "run": {"temperature": "hot"}}), "temperature"),
     ("adaptive-number", json.dumps({**GOOD, "run": {"adaptive": 1}}), "adaptive"),
+    # A draft source's setting is checked against its registry range and kind.
+    ("ngram-min-out-of-range", json.dumps({**GOOD, "run": {"ngram_min": 99}}), "ngram_min"),
+    ("p-min-text", json.dumps({**GOOD, "run": {"draft_p_min": "high"}}), "draft_p_min"),
     ("splitter-number", json.dumps({**GOOD, "splitters": {"main": 5}}), "splitters"),
     ("chat-text", json.dumps({**GOOD, "chat": "yes"}), "chat"),
     ("deep", "[" * 200_000 + "]" * 200_000, "nested"),
@@ -74,11 +77,16 @@ def test_wrong_typed_settings_are_set_aside_and_the_window_starts(
 
 def test_good_settings_are_restored_and_not_set_aside(qtbot: Any) -> None:
     file = paths.config_dir() / "gui.json"
-    file.write_text(json.dumps(GOOD), encoding="utf-8")
+    # A setting no registered source has (one removed since) is dropped, not a damage.
+    run = {**GOOD["run"], "ngram_max": 6, "draft_p_min": 0.5, "retired_source_depth": 3}
+    file.write_text(json.dumps({**GOOD, "run": run}), encoding="utf-8")
     w = start_window(qtbot)
     assert w.gui_settings.set_aside is None and w.error_banner.message() == ""
     assert w.tracks.settings.max_tokens.value() == 77
     assert w.tracks.settings.temperature.value() == 0.5
+    assert w.tracks.settings.value("ngram_max") == 6
+    assert w.tracks.settings.value("draft_p_min") == 0.5
+    assert "retired_source_depth" not in w.gui_settings.run
     assert w.prompt.prompt() == "kept"
     w.close()
 

@@ -1,22 +1,15 @@
-"""Draft sources: where proposed tokens come from (Track 1 draft model here, Track 8 in
-``lookup.py``).
-
-A drafter proposes up to ``limit`` tokens continuing ``history`` (prompt + answer so far)
-and is told afterwards how many the target accepted, so that adaptive drafting can learn
-how far to trust it.
+"""Track 1's draft source: a small model with the target's tokenizer drafts token by token.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from app.core.adaptive import MAX_CHANCE, CostModel, best_length, worth_extending
-from app.core.events import Source
+from app.core.drafting.base import Proposal
 from app.core.llama_backend import ContextFull, LoadedModel
 from app.core.sampling import Distribution, SamplerSettings, distribution, top_probability
 
@@ -33,17 +26,6 @@ MAX_PROBE_EVERY = 128
 CATCH_UP_MIN = 4
 
 
-@dataclass
-class Proposal:
-    source: Source | None = None
-    tokens: list[int] = field(default_factory=list)
-    # Distribution each token was drawn from; None: deterministic (one-hot q).
-    q: list[Distribution | None] = field(default_factory=list)
-    seconds: float = 0.0
-    # The drafter that made it, told the outcome after verification.
-    drafter: Any = None
-
-
 def new_bands() -> list[list[float]]:
     return [[0.0, 0.0] for _ in range(CONFIDENCE_BANDS)]
 
@@ -51,7 +33,7 @@ def new_bands() -> list[list[float]]:
 class DraftModel:
     """Track 1: a small model with the target's tokenizer drafts token by token."""
 
-    source: Source = "draft"
+    source = "draft"
 
     def __init__(
         self,
@@ -220,3 +202,12 @@ class DraftModel:
         for i, band in enumerate(self._last_bands[: accepted + 1]):
             self._bands[band][0] += 1.0 if i < accepted else 0.0
             self._bands[band][1] += 1.0
+
+
+def learned_acceptance(memory: dict[object, list[list[float]]], target_path: str,
+                       draft_path: str) -> tuple[float, int] | None:
+    """A pair's acceptance rate so far and over how many drafts, from the source's memory
+    (``Session.memory["draft"]``)."""
+    bands = memory.get((target_path, draft_path))
+    seen = sum(b[1] for b in bands) if bands else 0
+    return (sum(b[0] for b in bands) / seen, int(seen)) if bands and seen else None

@@ -23,8 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from app.core.adaptive import MAX_CHANCE, CostModel, best_length
-from app.core.drafters import Proposal
-from app.core.events import Source
+from app.core.drafting.base import Proposal
 
 # llama.cpp's common/ngram-cache.cpp "lax" thresholds for n = 1, 2 (n >= 3: one sample, 50%).
 LAX_MIN_SAMPLES = {1: 2, 2: 2}
@@ -73,7 +72,7 @@ def _share_band(share: float) -> int:
 class PromptLookup:
     """Drafts for Track 8; see the module docstring."""
 
-    source: Source = "lookup"
+    source = "lookup"
 
     def __init__(
         self,

@@ -1,0 +1,2 @@
+"""Draft sources: the registry (each source described once), the Drafter protocol and one
+module per source."""
