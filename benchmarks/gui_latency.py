@@ -75,8 +75,8 @@ def main() -> int:
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
             time.sleep(0.005)
 
-    window.set_target(str(model))
-    spin_until(lambda: not window.host.busy, 60)
+    window.state.set_target(str(model))
+    spin_until(lambda: not window.lane.busy, 60)
     if not window.tracks.select(args.track):
         print(
             f"track {args.track} is not available: {window.tracks.reason(args.track, full=True)}",

@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QIcon
@@ -21,6 +22,9 @@ from app import __version__
 from app.cli_common import EXIT_FAILED, EXIT_REFUSED
 from app.core import paths
 from app.ui.resources import read_text, resource_path
+
+if TYPE_CHECKING:
+    from app.ui.main_window import MainWindow
 
 log = logging.getLogger("app.ui")
 LOG_FILE = "decodelab.log"
@@ -93,11 +97,8 @@ def make_application() -> QApplication:
 class ScriptedSession(QObject):
     """Drive the real window from command-line options: choose, run, screenshot, exit."""
 
-    def __init__(self, window: object, args: argparse.Namespace) -> None:
+    def __init__(self, window: MainWindow, args: argparse.Namespace) -> None:
         super().__init__()
-        from app.ui.main_window import MainWindow
-
-        assert isinstance(window, MainWindow)
         self.window = window
         self.args = args
         self.exit_code = 0
@@ -121,8 +122,8 @@ class ScriptedSession(QObject):
     def _failed(self, kind: str, _message: str) -> None:
         self._fail(EXIT_REFUSED if kind == "refused" else EXIT_FAILED)
 
-    def _inspect_failed(self, role: str, path: str, _message: str) -> None:
-        if path in (self.window.target_path, self.window.draft_path):
+    def _inspect_failed(self, _role: str, path: str, _message: str) -> None:
+        if path in (self.window.state.target_path, self.window.state.draft_path):
             self._fail(EXIT_FAILED)  # a missing or broken model file
 
     def start(self) -> None:
@@ -133,14 +134,14 @@ class ScriptedSession(QObject):
         w, a = self.window, self.args
         w.resize(1480, 940)  # the same size for every scripted screenshot
         # From here on: the models the window restored from the last session are not ours.
-        w.host.inspect_failed.connect(self._inspect_failed)
+        w.state.inspection_failed.connect(self._inspect_failed)
         try:
             if a.model:
-                w.set_target(str(resolve_model(a.model)))
+                w.state.set_target(resolve_model(a.model))
             if a.draft:
-                w.set_draft(str(resolve_model(a.draft)))
+                w.state.set_draft(resolve_model(a.draft))
             elif a.model:
-                w.set_draft(None)  # a scripted run uses exactly the models it names
+                w.state.set_draft(None)  # a scripted run uses exactly the models it names
             if a.prompt_file:
                 w.prompt.text.setPlainText(read_prompt_file(a.prompt_file))
             if getattr(a, "max_tokens", None):
@@ -153,7 +154,7 @@ class ScriptedSession(QObject):
         except (DecodeLabError, OSError) as exc:
             w.show_error("error", str(exc))
             self._fail(EXIT_FAILED)
-        if a.fetch_default and not w.target_path:
+        if a.fetch_default and not w.state.target_path:
             from app.core.models import DEFAULT_MODEL
 
             w.fetch(DEFAULT_MODEL)
@@ -162,10 +163,11 @@ class ScriptedSession(QObject):
     def _tick(self) -> None:
         w, a = self.window, self.args
         if self._stage == "models":
-            if w.host.busy or w.fetcher.active:
+            if w.lane.busy or w.fetcher.active:
                 return
             if a.track and not w.tracks.select(a.track):
-                reason = w.tracks.reason(a.track, full=True) or "not available"
+                why = w.state.reasons(a.track)
+                reason = why[1] if why else "not available"
                 if self.exit_code == 0:  # not the consequence of a broken model
                     w.show_error("refused", f"Track {a.track!r} cannot run here: {reason}")
                 self._fail(EXIT_REFUSED)
@@ -234,7 +236,7 @@ class ScriptedSession(QObject):
         QTimer.singleShot(250, self._capture)
 
     def _capture(self) -> None:
-        if self.window.host.busy:  # a save to the history is still going
+        if self.window.lane.busy:  # a save to the history is still going
             QTimer.singleShot(100, self._capture)
             return
         if self.args.screenshot:
@@ -264,7 +266,7 @@ def run_gui(args: argparse.Namespace) -> int:
     session = ScriptedSession(window, args) if scripted else None
     if session is not None:
         QTimer.singleShot(0, session.start)
-    elif not window.target_path and not window.models.draft.paths():
+    elif not window.state.target_path and not window.models.draft.paths():
         window.models.first_run.raise_()
     code = app.exec()
     window.shutdown()

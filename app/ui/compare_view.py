@@ -40,9 +40,10 @@ from app.ui.jobs import (
     track_label,
     track_name,
 )
+from app.ui.lane import Lane
 from app.ui.plots import LEGEND_BRUSH, _plot
+from app.ui.state import WorkbenchState
 from app.ui.token_view import legend_html
-from app.ui.worker import EngineHost
 
 DRAIN_MS = 50
 PLOT_INTERVAL = 0.25
@@ -115,9 +116,9 @@ class CompareView(JobView):
     comparison_ended = Signal(object, object)  # Comparison, RunContext
     NOUN = "comparison"
 
-    def __init__(self, host: EngineHost, context: ContextProvider,
+    def __init__(self, lane: Lane, state: WorkbenchState, context: ContextProvider,
                  parent: QWidget | None = None) -> None:
-        super().__init__(host, context, parent)
+        super().__init__(lane, state, context, parent)
         self.columns: dict[str, TrackColumn] = {}
         self.curves: dict[str, Any] = {}
         self.comparison: Comparison | None = None
@@ -128,6 +129,7 @@ class CompareView(JobView):
         self.timer.setInterval(DRAIN_MS)
         self.timer.timeout.connect(self.drain)
         self._build()
+        self.show_availability()
 
     def _build(self) -> None:
         layout = self._frame()
@@ -177,6 +179,9 @@ class CompareView(JobView):
         self.legend.hide()
 
     # -- state ------------------------------------------------------------------------------
+    def show_availability(self) -> None:
+        self.set_available(self.state.short_reasons())
+
     def set_available(self, available: dict[str, str | None]) -> None:
         """Enable the tracks that can run on the current models (reason as tooltip)."""
         self._available = available
@@ -211,15 +216,18 @@ class CompareView(JobView):
         self._reset(tracks)
         columns = dict(self.columns)
 
+        r = ctx.request
+
         def job(session: Any, cancel: Any, progress: Any) -> Comparison:
             def sink(track: str) -> Any:
                 progress(track)
                 return columns[track].buffer.put
 
-            return compare(session, ctx.target_path, ctx.draft_path, ctx.prompt, tracks,
-                           ctx.settings, sink, cancel)
+            return compare(session, r.target, r.draft, r.prompt, tracks, r.settings, sink,
+                           cancel)
 
-        self._begin(job, "loading the model…", len(tracks))
+        if not self._begin(job, "loading the model…", len(tracks)):
+            return False
         self.timer.start()
         return True
 

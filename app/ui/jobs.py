@@ -2,23 +2,22 @@
 Run tab, one job at a time on the engine lane, the frame of such a view, and small widget
 helpers.
 
-``RunContext`` is a snapshot of the models, prompt and settings chosen in the Run tab;
-the window builds it (or says why it cannot). ``JobRunner`` submits one ``Job`` to the
-engine lane and re-emits only that job's progress, result and failure, on the GUI thread.
+``RunContext`` is a snapshot of the request, models and availability chosen in the Run
+tab; the lab builds it (or says why it cannot). ``JobRunner`` submits one job at a time to
+the engine lane, with callbacks of that job alone, and re-emits them as its signals.
 ``JobView`` is the frame the three views are built on: the context line at the top, the
-status line with its progress bar, the empty state until there are results, and the busy
-state and the failure path of its job.
+status line with its progress bar, the empty state until there are results, the engine
+held in the workbench state while its job runs, and the failure path of its job.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,9 +31,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.events import RunSettings
+from app.core.events import RunRequest
+from app.core.gguf_info import ModelInfo
 from app.core.tracks import find_track
-from app.ui.worker import EngineHost, Job
+from app.ui.lane import JobFn, JobHandle, Lane
+from app.ui.state import ENGINE_BUSY, WorkbenchState
 
 BASELINE_COLOUR = "#3a4250"
 MOE_COLOUR = "#9467bd"
@@ -74,45 +75,42 @@ def track_name(track_id: str) -> str:
 
 @dataclass
 class RunContext:
-    """The Run tab's choices at the moment a view starts its work."""
+    """The Run tab's choices at the moment a view starts its work: the request (its
+    settings' ``track`` is the Run tab's selected track, its draft the chosen one), what is
+    known of the models, and which tracks can run on them."""
 
-    target_path: str
-    draft_path: str | None
-    prompt: str
-    settings: RunSettings  # its ``track`` is the Run tab's selected track
-    target_info: Any
-    draft_info: Any | None = None
+    request: RunRequest
+    target_info: ModelInfo
+    draft_info: ModelInfo | None = None
     available: dict[str, bool] = field(default_factory=dict)  # track id -> can run
 
     def describe(self) -> str:
-        draft = f" · draft {Path(self.draft_path).name}" if self.draft_path else ""
-        words = " ".join(self.prompt.split())
+        r, s = self.request, self.request.settings
+        draft = f" · draft {Path(r.draft).name}" if r.draft else ""
+        words = " ".join(r.prompt.split())
         words = words if len(words) <= 48 else words[:47] + "…"
-        threads = self.settings.threads or "auto"
-        return (f"{Path(self.target_path).name}{draft} · {self.settings.max_tokens} tokens · "
-                f"temperature {self.settings.temperature:g} · seed {self.settings.seed} · "
+        threads = s.threads or "auto"
+        return (f"{Path(r.target).name}{draft} · {s.max_tokens} tokens · "
+                f"temperature {s.temperature:g} · seed {s.seed} · "
                 f"{threads} threads · prompt “{words}”")
 
 
 ContextProvider = Callable[[], "RunContext | str"]  # a context, or why there is none
-JobFn = Callable[[Any, threading.Event, Callable[[object], None]], object]  # on the lane
 
 
 class JobRunner(QObject):
-    """One job at a time for a view: start, cancel, and its own signals only."""
+    """One job at a time for a view, on the engine lane: start, cancel, and the signals of
+    its own job (the lane calls back for that job only)."""
 
     progressed = Signal(object)
     finished = Signal(object)
     failed = Signal(str, str)  # kind, message
     ended = Signal()  # after finished or failed
 
-    def __init__(self, host: EngineHost, parent: QObject | None = None) -> None:
+    def __init__(self, lane: Lane, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.host = host
-        self.job: Job | None = None
-        host.job_progress.connect(self._progress)
-        host.job_finished.connect(self._finished)
-        host.job_failed.connect(self._failed)
+        self.lane = lane
+        self.job: JobHandle | None = None
 
     @property
     def active(self) -> bool:
@@ -121,38 +119,27 @@ class JobRunner(QObject):
     def start(self, fn: JobFn) -> bool:
         if self.job is not None:
             return False
-        self.job = self.host.call(fn)
+        self.job = self.lane.submit(fn, progress=self.progressed.emit, done=self._finished,
+                                    error=self._failed)
         return True
 
     def cancel(self) -> None:
         if self.job is not None:
-            self.job.cancel.set()
+            self.job.cancel()
 
     @property
     def cancelled(self) -> bool:
-        return self.job is not None and self.job.cancel.is_set()
+        return self.job is not None and self.job.cancelled
 
-    def _mine(self, job_id: int) -> bool:
-        return self.job is not None and self.job.job_id == job_id
+    def _finished(self, out: object) -> None:
+        self.job = None
+        self.finished.emit(out)
+        self.ended.emit()
 
-    @Slot(int, object)
-    def _progress(self, job_id: int, x: object) -> None:
-        if self._mine(job_id):
-            self.progressed.emit(x)
-
-    @Slot(int, object)
-    def _finished(self, job_id: int, out: object) -> None:
-        if self._mine(job_id):
-            self.job = None
-            self.finished.emit(out)
-            self.ended.emit()
-
-    @Slot(int, str, str)
-    def _failed(self, job_id: int, kind: str, message: str) -> None:
-        if self._mine(job_id):
-            self.job = None
-            self.failed.emit(kind, message)
-            self.ended.emit()
+    def _failed(self, kind: str, message: str) -> None:
+        self.job = None
+        self.failed.emit(kind, message)
+        self.ended.emit()
 
 
 class JobView(QWidget):
@@ -161,20 +148,22 @@ class JobView(QWidget):
     It owns the runner (its progress, result and failure arrive at ``_progress``,
     ``_finished`` and ``_failed``), the context line, the status line with a progress bar
     (shown only while a job with counted steps runs), and the empty state shown until
-    ``_show_body``. ``busy_changed`` says when its job starts and ends; ``error`` carries
-    every refusal and failure, also written in the status line.
+    ``_show_body``. While its job runs it holds the engine in the workbench state (``NOUN``
+    names the job there); it shows which tracks can run from the state's availability
+    (``set_available``). ``error`` carries every refusal and failure, also written in the
+    status line.
     """
 
-    busy_changed = Signal(bool)
     error = Signal(str)
     NOUN = "job"  # what the view runs: "cancelling the job…", "The job failed: …"
     FAILED = ""  # starts the status line of a failure (not a refusal), if not as above
 
-    def __init__(self, host: EngineHost, context: ContextProvider,
+    def __init__(self, lane: Lane, state: WorkbenchState, context: ContextProvider,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.state = state
         self.context_of = context
-        self.runner = JobRunner(host, self)
+        self.runner = JobRunner(lane, self)
         self.runner.progressed.connect(self._progress)
         self.runner.finished.connect(self._finished)
         self.runner.failed.connect(self._failed)
@@ -185,10 +174,14 @@ class JobView(QWidget):
         self.progress.hide()
         self.empty = empty_state("")
         self._body: QWidget | None = None
+        state.availability_changed.connect(self.show_availability)
 
     @property
     def active(self) -> bool:
         return self.runner.active
+
+    def show_availability(self) -> None:
+        """Show which tracks can run on the state's models (subclasses)."""
 
     # -- layout ---------------------------------------------------------------------------
     def _frame(self) -> QVBoxLayout:
@@ -233,8 +226,12 @@ class JobView(QWidget):
         self.status.setText(text)
         self.error.emit(text)
 
-    def _begin(self, job: JobFn, status: str, steps: int = 0) -> None:
-        """Start ``job``; with ``steps`` the progress bar counts them."""
+    def _begin(self, job: JobFn, status: str, steps: int = 0) -> bool:
+        """Start ``job`` holding the engine; with ``steps`` the progress bar counts them.
+        False (and why) if something else holds the engine."""
+        if not self.state.claim(self.NOUN):
+            self._refuse(ENGINE_BUSY)
+            return False
         self.runner.start(job)
         if steps:
             self.progress.setRange(0, steps)
@@ -242,6 +239,7 @@ class JobView(QWidget):
             self.progress.show()
         self.status.setText(status)
         self._set_running(True)
+        return True
 
     def cancel(self) -> None:
         if self.active:
@@ -249,12 +247,12 @@ class JobView(QWidget):
             self.status.setText(f"cancelling the {self.NOUN}…")
 
     def _set_running(self, running: bool) -> None:
-        """Lock or unlock the view's controls (subclasses), then tell the window."""
-        self.busy_changed.emit(running)
+        """Lock or unlock the view's controls (subclasses)."""
 
     def _end(self) -> None:
         self.progress.hide()
         self._set_running(False)
+        self.state.release(self.NOUN)
 
     def _progress(self, x: Any) -> None:
         """A job's progress report (what it is depends on the view)."""

@@ -1,24 +1,25 @@
 """The tabs beside Run — Compare, Sweep, Will it pay?, History — and their wiring.
 
 The window keeps the Run tab (models, tracks, prompt, live answer); this controller builds
-the other views, gives them the Run tab's choices as a ``RunContext``, keeps the model and
-track panels locked while one of them uses the engine lane, saves every finished or
-cancelled run and comparison to the history (on the engine lane: saving fingerprints the
-model files), and turns History's reopen and re-run into actions on the window.
+the other views, gives them the Run tab's choices as a ``RunContext``, saves every finished
+or cancelled run and comparison to the history (on the engine lane: saving fingerprints the
+model files), and turns History's reopen and re-run into actions on the workbench state and
+the Run tab. The views follow the workbench state themselves (availability, busy engine).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QTabWidget, QWidget
 
 from app.core.compare import Comparison
-from app.core.events import RunRequest, RunResult
+from app.core.events import RunResult
 from app.core.history import (
     ComparisonRecord,
     History,
@@ -27,16 +28,18 @@ from app.core.history import (
     record_run,
 )
 from app.core.serialization import RunRecord
-from app.core.tracks import find_track, reasons, working
+from app.core.tracks import find_track
 from app.ui.compare_view import CompareView
 from app.ui.history_panel import HistoryPanel, when
 from app.ui.jobs import RunContext
+from app.ui.lane import Lane
 from app.ui.pay_panel import PayPanel
+from app.ui.plots import LivePlots
+from app.ui.prompt_editor import PromptEditor
+from app.ui.run_controller import RunController
+from app.ui.state import ENGINE_BUSY, WorkbenchState
 from app.ui.sweep_view import SweepView
-from app.ui.track_panel import label_of
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+from app.ui.track_panel import TrackPanel, label_of
 
 log = logging.getLogger("app.ui.lab")
 
@@ -45,14 +48,17 @@ RUN, COMPARE, SWEEP, PAY, HISTORY = range(5)
 
 class Lab(QObject):
     saved = Signal(str)  # history id of a run or comparison just saved
-    busy_changed = Signal(bool)
+    error = Signal(str, str)  # level ("error", "refused", "info"), one-line message
 
-    def __init__(self, w: MainWindow, run_page: QWidget) -> None:
-        super().__init__(w)
-        self.w = w
-        self.compare = CompareView(w.host, self.context)
-        self.sweep = SweepView(w.host, self.context)
-        self.pay = PayPanel(w.host, self.context)
+    def __init__(self, lane: Lane, state: WorkbenchState, runs: RunController,
+                 tracks: TrackPanel, prompt: PromptEditor, plots: LivePlots, run_page: QWidget,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.lane, self.state, self.runs = lane, state, runs
+        self.tracks, self.prompt, self.plots = tracks, prompt, plots
+        self.compare = CompareView(lane, state, self.context)
+        self.sweep = SweepView(lane, state, self.context)
+        self.pay = PayPanel(lane, state, self.context)
         self.history = HistoryPanel(self.plot_sources)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -60,117 +66,79 @@ class Lab(QObject):
                            (self.pay, "Will it pay?"), (self.history, "History")):
             self.tabs.addTab(page, name)
         self._rerun: tuple[Rerun, str] | None = None
-        self._saves: dict[int, str] = {}  # job id -> what is being saved
-
-    def wire(self) -> None:
-        w = self.w
         for view in (self.compare, self.sweep, self.pay):
-            view.busy_changed.connect(self._view_busy)
-            view.error.connect(lambda text: w.show_error("refused", text))
-        self.history.error.connect(lambda text: w.show_error("error", text))
+            view.error.connect(lambda text: self.error.emit("refused", text))
+        self.history.error.connect(lambda text: self.error.emit("error", text))
         self.compare.comparison_ended.connect(self._comparison_ended)
-        w.run_ended.connect(self._run_ended)
+        runs.run_ended.connect(self._run_ended)
         self.history.reopen_requested.connect(self.reopen)
         self.history.rerun_requested.connect(self.apply_rerun)
         self.tabs.currentChanged.connect(self._tab_changed)
-        w.models_settled.connect(self._start_rerun)
+        state.settled.connect(self._start_rerun)
+        state.models_changed.connect(self._show_context)
+        state.busy_changed.connect(lambda _busy: self._show_context())
         self.saved.connect(lambda _id: self.history.refresh())
-        w.host.job_finished.connect(self._save_done)
-        w.host.job_failed.connect(self._save_failed)
-
-    @property
-    def busy(self) -> bool:
-        return self.compare.active or self.sweep.active or self.pay.active
 
     # -- the Run tab's choices ------------------------------------------------------------
     def context(self) -> RunContext | str:
         """What the views run on, or a sentence saying what is missing."""
-        w = self.w
-        if w.runs.active or self.busy:
-            return "The engine is busy: wait for the current run to end, or stop it."
-        if w.target_path is None or w.target_info is None:
+        s = self.state
+        if s.busy:
+            return ENGINE_BUSY
+        if s.target_info is None:
             return "Choose a target model in the Run tab first."
-        text = w.prompt.prompt()
-        if not text.strip():
+        if not self.prompt.prompt().strip():
             return "Type or load a prompt in the Run tab first."
-        info = w.target_info
-        s = w.tracks.settings.settings(w.tracks.selected_track(), info, w.prompt.use_chat(),
-                                       w.prompt.system_message())
-        if info.is_moe:  # the MoE tracks of a comparison or sweep use the chosen count
-            s = replace(s, experts=w.tracks.settings.experts.value())
-        available = {tid: reason is None for tid, reason in self.availability().items()}
-        return RunContext(w.target_path, w.draft_path, text, s, info, w.draft_info, available)
+        request = self.runs.choices()
+        if isinstance(request, str):
+            return request
+        if s.target_info.is_moe:  # the MoE tracks of a comparison or sweep use the chosen count
+            request = replace(request, settings=replace(
+                request.settings, experts=self.tracks.settings.experts.value()))
+        available = {tid: why is None for tid, why in s.availability.items()}
+        return RunContext(request, s.target_info, s.draft_info, available)
 
-    def availability(self) -> dict[str, str | None]:
-        w = self.w
-        draft = w.draft_info if w.draft_path else None
-        compat = w.current_compat()
-        return {t.id: why[0] if (why := reasons(t, w.target_info, draft, compat)) else None
-                for t in working()}
-
-    def refresh(self) -> None:
-        """The models changed: tell each view which tracks can run."""
-        available = self.availability()
-        self.compare.set_available(available)
-        self.sweep.set_available(available, self.w.target_info)
-        self.pay.set_available(available)
+    def _show_context(self) -> None:
         self._tab_changed(self.tabs.currentIndex())
 
     def _tab_changed(self, index: int) -> None:
         views: dict[int, CompareView | SweepView | PayPanel] = {
             COMPARE: self.compare, SWEEP: self.sweep, PAY: self.pay}
         view = views.get(index)
-        if view is not None and not self.busy:
+        if view is not None and not self.state.busy:
             ctx = self.context()
             view.context_line.setText(
                 f"Runs on the Run tab's choices: {ctx.describe()}" if isinstance(ctx, RunContext)
                 else ctx)
 
-    def _view_busy(self, busy: bool) -> None:
-        w = self.w
-        w.models.set_locked(busy)
-        w.tracks.set_locked(busy)
-        w.state_label.setText("working on the engine…" if busy else "")
-        w._update_run_enabled()
-        self.busy_changed.emit(busy)
-
     def plot_sources(self) -> dict[str, Any]:
-        w = self.w
-        return {"Run: tokens / s": w.plots.tps, "Run: acceptance by round": w.plots.acc,
-                "Run: acceptance by draft position": w.plots.position_plot,
+        p = self.plots
+        return {"Run: tokens / s": p.tps, "Run: acceptance by round": p.acc,
+                "Run: acceptance by draft position": p.position_plot,
                 "Compare: tokens / s per track": self.compare.plot,
                 "Sweep: tokens / s": self.sweep.tps, "Sweep: acceptance": self.sweep.acc,
                 "Sweep: divergence": self.sweep.div, "Will it pay?: speedup by K": self.pay.plot}
 
     # -- saving ---------------------------------------------------------------------------
-    def _save(self, what: str, fn: Any) -> None:
+    def _save(self, what: str, fn: Callable[[History], str]) -> None:
         """Save on the engine lane, after what ran there (fingerprints read the models)."""
         root = self.history.history.root
-        job = self.w.host.call(lambda _session, _cancel, _progress: str(fn(History(root))))
-        self._saves[job.job_id] = what
-
-    def _save_done(self, job_id: int, out: object) -> None:
-        if self._saves.pop(job_id, None) is not None:
-            self.saved.emit(str(out))
-
-    def _save_failed(self, job_id: int, _kind: str, message: str) -> None:
-        what = self._saves.pop(job_id, None)
-        if what is not None:
-            self.w.show_error("error", f"Could not save the {what} to the history: {message}")
+        self.lane.submit(
+            lambda _session, _cancel, _report: str(fn(History(root))),
+            done=lambda out: self.saved.emit(str(out)),
+            error=lambda _kind, message: self.error.emit(
+                "error", f"Could not save the {what} to the history: {message}"))
 
     def _run_ended(self, result: RunResult | None) -> None:
-        req = self.w.runs.last_request
-        if result is None or req is None:
+        job = self.runs.last_job
+        if result is None or job is None:
             return
-        track = find_track(result.track)
-        draft = req.draft if track is not None and track.needs_draft_model else None
-        inputs = RunRequest(req.target, draft, req.prompt, req.settings)
-        self._save("run", lambda h: record_run(result, inputs, h))
-        self.pay.set_measured(result, self.w.runs.last_speedup)
+        request = job.request  # its draft only if the track used one
+        self._save("run", lambda h: record_run(result, request, h))
+        self.pay.set_measured(result, self.runs.last_speedup)
 
     def _comparison_ended(self, comparison: Comparison, ctx: RunContext) -> None:
-        inputs = RunRequest(ctx.target_path, ctx.draft_path, ctx.prompt, ctx.settings)
-        self._save("comparison", lambda h: record_comparison(comparison, inputs, h))
+        self._save("comparison", lambda h: record_comparison(comparison, ctx.request, h))
         for run in comparison.runs:
             track = find_track(run.result.track)
             if track is not None and track.speculates and run.result.stop_reason != "cancelled":
@@ -180,7 +148,7 @@ class Lab(QObject):
     def reopen(self, record: RunRecord | ComparisonRecord) -> None:
         if isinstance(record, ComparisonRecord):
             if self.compare.active:
-                self.w.show_error("refused", "Wait for the comparison to end before reopening.")
+                self.error.emit("refused", "Wait for the comparison to end before reopening.")
                 return
             first = record.records[0]
             missing = "" if record.complete else " (some tracks of it were deleted)"
@@ -192,47 +160,47 @@ class Lab(QObject):
         speedup = record.comparison.speedup if record.comparison else None
         title = (f"{label_of(record.result.track)} · reopened from "
                  f"{when(record.created_unix)} · {record.target.file_name}")
-        if not self.w.runs.show_saved(record.result, speedup, title):
-            self.w.show_error("refused", "Wait for the current run to end before reopening.")
+        if not self.runs.show_saved(record.result, speedup, title):
+            self.error.emit("refused", "Wait for the current run to end before reopening.")
             return
         self.tabs.setCurrentIndex(RUN)
 
     def apply_rerun(self, plan: Rerun) -> None:
         """Put the saved models, prompt and settings back, then run once they are read."""
-        w = self.w
-        if w.runs.active or self.busy:
-            w.show_error("refused", "Wait for the current run to end before running again.")
+        if self.state.busy:
+            self.error.emit("refused", "Wait for the current run to end before running again.")
             return
-        if not Path(plan.request.target).is_file():
-            w.show_error("error", f"The target model is gone: {plan.request.target}")
+        request = plan.request
+        if not Path(request.target).is_file():
+            self.error.emit("error", f"The target model is gone: {request.target}")
             return
-        s = plan.request.settings
-        w.tracks.settings.load_settings(s)
-        w.tracks.preferred = plan.tracks[0] if len(plan.tracks) == 1 else "baseline"
-        w.prompt.text.setPlainText(plan.request.prompt)
-        w.prompt.system.setText(s.system or "")
-        w.restore_chat_choice(s.chat)
+        s = request.settings
+        self.tracks.settings.load_settings(s)
+        self.tracks.preferred = plan.tracks[0] if len(plan.tracks) == 1 else "baseline"
+        self.prompt.text.setPlainText(request.prompt)
+        self.prompt.system.setText(s.system or "")
+        self.prompt.restore_chat_choice(s.chat)
         kind = "run" if len(plan.tracks) == 1 else "compare"
         self._rerun = (plan, kind)
-        w.set_target(str(plan.request.target))
-        w.set_draft(str(plan.request.draft) if plan.request.draft and Path(plan.request.draft).is_file()
-                    else None)
+        self.state.set_target(request.target)
+        draft = request.draft
+        self.state.set_draft(draft if draft and Path(draft).is_file() else None)
         if plan.warnings:
-            w.show_error("info", "Running again, but: " + "; ".join(plan.warnings))
+            self.error.emit("info", "Running again, but: " + "; ".join(plan.warnings))
 
     def _start_rerun(self) -> None:
+        """The re-run's models have been read: choose its track (or tracks) and start."""
         if self._rerun is None:
             return
         plan, kind = self._rerun
         self._rerun = None
-        w = self.w
-        if plan.request.settings.experts is not None and w.target_info is not None \
-                and w.target_info.is_moe:
-            w.tracks.settings.experts.setValue(plan.request.settings.experts)
+        experts, info = plan.request.settings.experts, self.state.target_info
+        if experts is not None and info is not None and info.is_moe:
+            self.tracks.settings.experts.setValue(experts)
         if kind == "run":
-            w.tracks.select(plan.tracks[0])
+            self.tracks.select(plan.tracks[0])
             self.tabs.setCurrentIndex(RUN)
-            w.start_run()
+            self.runs.start()
         else:
             self.tabs.setCurrentIndex(COMPARE)
             self.compare.choose(plan.tracks)

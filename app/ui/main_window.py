@@ -1,9 +1,11 @@
-"""The workbench window: wiring of the panels, the engine lane and the remembered state.
+"""The workbench window: it builds the panels, lays them out and wires them.
 
-Views hold layout only; this class connects them: a model choice goes to the engine lane
-for inspection (and a compatibility survey of the draft candidates), the results update the
-metadata, the track availability and the SSM rule; Run builds the settings and hands them to
-the run controller. Nothing here calls llama.cpp.
+It keeps no model state: the chosen models, what is known of them, which tracks can run and
+whether the engine is held live in the workbench state (``self.state``), which the panels
+and views observe; all work on llama.cpp goes through the engine lane (``self.lane``). The
+Run tab's controller decides when Run can start and starts it; the lab runs the other tabs.
+What is left here: the banners, the status bar, fetching pinned models, and the remembered
+window state.
 """
 
 from __future__ import annotations
@@ -24,26 +26,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui import window_state
 from app.ui.banner import Banner, ssm_banner_text
 from app.ui.lab import Lab
+from app.ui.lane import Lane
 from app.ui.log_panel import LogPanel
 from app.ui.menus import build_menus
-from app.ui.model_panel import ModelPanel, norm
+from app.ui.model_panel import ModelPanel
 from app.ui.plots import LivePlots, SummaryPanel
 from app.ui.prompt_editor import PromptEditor
-from app.ui.run_controller import RunController
+from app.ui.run_controller import RUN, RunController
 from app.ui.settings import GuiSettings
+from app.ui.state import WorkbenchState
 from app.ui.token_view import TokenView
 from app.ui.track_panel import TrackPanel, label_of
-from app.ui.worker import EngineHost, FetchHost
+from app.ui.window_state import WindowMemory
+from app.ui.worker import FetchHost
 
 log = logging.getLogger("app.ui")
 
 
 class MainWindow(QMainWindow):
     run_ended = Signal(object)  # RunResult | None (failed)
-    models_settled = Signal()  # every queued inspection has come back
 
     def __init__(self, settings: GuiSettings | None = None, log_file: str = "",
                  restore: bool = True) -> None:
@@ -51,21 +54,16 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("DecodeLab")
         self.resize(1480, 940)
         self.gui_settings = settings or GuiSettings.load()
-        self.target_path: str | None = None
-        self.draft_path: str | None = None
-        self.target_info: Any | None = None
-        self.draft_info: Any | None = None
-        self.compat: dict[tuple[str, str], Any] = {}
-        self._restore_chat: bool | None = None
         self._closed = False
-
-        self.host = EngineHost(self)
+        self.lane = Lane(self)
+        self.state = WorkbenchState(self.lane, self)
         self.fetcher = FetchHost(self)
         self._build(log_file)
         self._wire()
+        self.memory = WindowMemory(self, {"main": self.splitter, "center": self.center},
+                                   self.state, self.tracks, self.prompt, self.token_view)
         if restore:
-            self._restore()
-        self._refresh()
+            self.memory.restore(self.gui_settings)
         self._report_set_aside()
 
     # -- layout ---------------------------------------------------------------------------------
@@ -116,8 +114,11 @@ class MainWindow(QMainWindow):
         self.error_banner = Banner(closable=True)
         layout.addWidget(self.ssm_banner)
         layout.addWidget(self.error_banner)
+        self.runs = RunController(self.lane, self.state, self.tracks, self.prompt,
+                                  self.token_view, self.plots, self.summary, self)
         # Run is the splitter above; Compare, Sweep, Will it pay? and History sit beside it.
-        self.lab = Lab(self, self.splitter)
+        self.lab = Lab(self.lane, self.state, self.runs, self.tracks, self.prompt, self.plots,
+                       self.splitter, self)
         layout.addWidget(self.lab.tabs, 1)
         self.setCentralWidget(central)
 
@@ -137,154 +138,63 @@ class MainWindow(QMainWindow):
         self.state_label = QLabel("")
         self.statusBar().addPermanentWidget(self.state_label)
         self.statusBar().addPermanentWidget(self.busy)
-        self.runs = RunController(self.host, self.token_view, self.plots, self.summary, self)
-        self.run_action, self.stop_action = build_menus(self)
+        self.run_action, self.stop_action = build_menus(
+            self, self.models, self.lab.tabs, self.log_dock, self.start_run, self.stop_run,
+            self.fetch)
 
     def _wire(self) -> None:
-        self.models.target_chosen.connect(self.set_target)
-        self.models.draft_chosen.connect(self.set_draft)
+        state, runs = self.state, self.runs
+        self.models.observe(state)
+        self.tracks.observe(state)
         self.models.fetch_requested.connect(self.fetch)
         self.models.fetch_cancel_requested.connect(self.fetcher.cancel)
-        self.models.library_changed.connect(self._survey)
-        self.tracks.track_changed.connect(lambda _t: self._update_run_enabled())
-        self.tracks.settings.changed.connect(self._update_run_enabled)
-        self.prompt.run_requested.connect(self.start_run)
-        self.prompt.stop_requested.connect(self.stop_run)
-        self.prompt.text.textChanged.connect(self._update_run_enabled)
-        self.host.inspected.connect(self._inspected)
-        self.host.inspect_failed.connect(self._inspect_failed)
-        self.host.surveyed.connect(self._surveyed)
-        self.host.busy_changed.connect(self._busy_changed)
         self.fetcher.progress.connect(self.models.fetch_progress)
         self.fetcher.finished.connect(self._fetched)
         self.fetcher.failed.connect(self._fetch_failed)
-        self.runs.run_started.connect(self._run_started)
-        self.runs.first_token.connect(lambda: self.state_label.setText("generating…"))
-        self.runs.run_ended.connect(self._run_ended)
-        self.runs.run_failed.connect(self._run_failed)
-        self.lab.wire()
+        state.models_changed.connect(self._show_ssm_rule)
+        state.target_read.connect(self._target_read)
+        state.inspection_failed.connect(self._inspection_failed)
+        for signal in (state.busy_changed, state.settled, self.lane.busy_changed):
+            signal.connect(self._show_activity)
+        self.prompt.run_requested.connect(self.start_run)
+        self.prompt.stop_requested.connect(self.stop_run)
+        runs.enabled_changed.connect(self._enable_actions)
+        runs.refused.connect(lambda text: self.show_error("refused", text))
+        runs.run_started.connect(self._run_started)
+        runs.first_token.connect(lambda: self.state_label.setText("generating…"))
+        runs.run_ended.connect(self._run_ended)
+        runs.run_failed.connect(self._run_failed)
+        self.lab.error.connect(self.show_error)
+        self._show_ssm_rule()
+        runs.update_enabled()
 
-    # -- models -----------------------------------------------------------------------------------
-    def set_target(self, path: str | None) -> None:
-        """Use ``path`` as the target (inspected on the engine lane)."""
-        path = norm(path) if path else None
-        if self.models.target.current_path != path:
-            self.models.use_path(self.models.target, path)  # emits target_chosen → here again
-            return
-        self.target_path, self.target_info = path, None
-        self.models.show_target(None, "Inspecting…" if path else "No target model chosen.")
-        if path:
-            self.host.inspect("target", path)
-            if self.draft_path and (path, self.draft_path) not in self.compat:
-                self.host.check_pair(path, self.draft_path)
-            self._survey()
-        self._refresh()
-
-    def set_draft(self, path: str | None) -> None:
-        path = norm(path) if path else None
-        if self.models.draft.current_path != path:
-            self.models.use_path(self.models.draft, path)
-            return
-        self.draft_path, self.draft_info = path, None
-        if path:
-            self.models.show_draft(None, None, "Inspecting…")
-            self.host.inspect("draft", path)
-            if self.target_path and (self.target_path, path) not in self.compat:
-                self.host.check_pair(self.target_path, path)
-        self._refresh()
-
-    def _survey(self) -> None:
-        """Check every draft candidate against the target (marks in the draft picker)."""
-        if self.target_path:
-            target = self.target_path
-            todo = [p for p in self.models.draft.paths() if (target, p) not in self.compat]
-            if todo:
-                self.host.survey(self.target_path, todo)
-            self._mark_drafts()
-
-    def _inspected(self, role: str, path: str, info: Any) -> None:
-        if role == "target" and path == self.target_path:
-            self.target_info = info
-            self.models.show_target(info)
-            chat, self._restore_chat = self._restore_chat, None
-            self.prompt.set_template_available(info.has_chat_template, chat)
-            self.setWindowTitle(f"DecodeLab — {info.file_name}")
-        elif role == "draft" and path == self.draft_path:
-            self.draft_info = info
-        self._refresh()
-
-    def _inspect_failed(self, role: str, path: str, message: str) -> None:
-        if role == "target" and path == self.target_path:
-            self.models.show_target(None, f"Could not read this model: {message}")
-            self.show_error("error", f"Could not open the target model: {message}")
-        elif role == "draft" and path == self.draft_path:
-            self.models.show_draft(None, None, f"Could not read this model: {message}")
-            self.show_error("error", f"Could not open the draft model: {message}")
-        self._refresh()
-
-    def _surveyed(self, target: str, results: dict[str, Any]) -> None:
-        for path, compat in results.items():
-            self.compat[(target, path)] = compat
-        if target == self.target_path:
-            self._mark_drafts()
-            self._refresh()
-
-    def _mark_drafts(self) -> None:
-        marks: dict[str, tuple[bool | None, str]] = {}
-        for (target, path), c in self.compat.items():
-            if target != self.target_path:
-                continue
-            if isinstance(c, str):
-                marks[path] = (False, f"cannot be read: {c}")
-            else:
-                failed = "\n".join(f"✗ {x.name}: {x.detail}" for x in c.failed)
-                marks[path] = (c.compatible, "compatible with the target: every check passed"
-                               if c.compatible else f"incompatible with the target:\n{failed}")
-        self.models.draft.set_marks(marks)
-
-    def current_compat(self) -> Any | None:
-        if not (self.target_path and self.draft_path):
-            return None
-        c = self.compat.get((self.target_path, self.draft_path))
-        return None if isinstance(c, str) else c
-
-    def _refresh(self) -> None:
-        """Re-derive everything that depends on the models: tracks, SSM rule, draft view."""
-        target, compat = self.target_info, self.current_compat()
-        draft = self.draft_info if self.draft_path else None
-        self.tracks.set_models(target, draft, compat)
-        banner = ssm_banner_text(target, draft)
-        if banner:
-            self.ssm_banner.show_message("ssm", banner)
+    # -- what the state says ----------------------------------------------------------------
+    def _show_ssm_rule(self) -> None:
+        text = ssm_banner_text(self.state.target_info, self.state.draft_info)
+        if text:
+            self.ssm_banner.show_message("ssm", text)
         else:
             self.ssm_banner.hide()
-        target_ssm = target is not None and not target.speculation_allowed
-        running = self.runs.active
-        why = target.speculation_reason if target is not None and target_ssm else ""
-        self.models.set_draft_enabled(not target_ssm and not running, why)
-        self.lab.refresh()
-        if self.draft_path and (draft is not None or compat is not None):
-            self.models.show_draft(draft, compat)
-        elif not self.draft_path:
-            self.models.show_draft(None, None)
-        self._update_run_enabled()
 
-    def _update_run_enabled(self) -> None:
-        track = self.tracks.selected_track()
-        ok = (self.target_info is not None and self.tracks.is_available(track.id)
-              and self.tracks.settings.problem(track) is None
-              and bool(self.prompt.prompt().strip()) and not self.lab.busy)
-        self.prompt.set_running(self.runs.active, ok)
-        self.run_action.setEnabled(ok and not self.runs.active)
-        self.stop_action.setEnabled(self.runs.active)
+    def _target_read(self, info: Any) -> None:
+        self.prompt.set_template_available(info.has_chat_template)
+        self.setWindowTitle(f"DecodeLab — {info.file_name}")
 
-    def _busy_changed(self, busy: bool) -> None:
-        self.busy.setVisible(busy)
-        if not busy and not self.runs.active:
-            self.state_label.setText("")
-            self.models_settled.emit()
-        elif busy and not self.runs.active and not self.lab.busy:
-            self.state_label.setText("inspecting…")
+    def _inspection_failed(self, role: str, _path: str, message: str) -> None:
+        self.show_error("error", f"Could not open the {role} model: {message}")
+
+    def _show_activity(self) -> None:
+        """The busy bar while the lane works, and what holds the engine, in the status bar
+        (a run says how it goes itself)."""
+        self.busy.setVisible(self.lane.busy)
+        job = self.state.job
+        if job != RUN:
+            self.state_label.setText("working on the engine…" if job else
+                                     "inspecting…" if self.state.inspecting else "")
+
+    def _enable_actions(self, can_run: bool, running: bool) -> None:
+        self.run_action.setEnabled(can_run and not running)
+        self.stop_action.setEnabled(running)
 
     # -- fetching ---------------------------------------------------------------------------------
     def fetch(self, name: str) -> None:
@@ -293,8 +203,8 @@ class MainWindow(QMainWindow):
 
     def _fetched(self, name: str, path: str) -> None:
         self.models.fetch_ended(f"{name} is installed: {path}", True)
-        if self.target_path is None:
-            self.set_target(path)
+        if self.state.target_path is None:
+            self.state.set_target(path)
 
     def _fetch_failed(self, name: str, message: str, cancelled: bool) -> None:
         self.models.fetch_ended(message, False)
@@ -304,39 +214,17 @@ class MainWindow(QMainWindow):
     # -- running ----------------------------------------------------------------------------------
     def start_run(self) -> bool:
         """Start the selected track on the prompt; False (and why, in the window) if not."""
-        if self.runs.active or self.lab.busy:
-            return False
-        if self.target_path is None or self.target_info is None:
-            self.show_error("refused", "Choose a target model first (it must be readable).")
-            return False
-        track = self.tracks.selected_track()
-        if not self.tracks.is_available(track.id):
-            self.show_error("refused", f"{track.label} is not available for these models.")
-            return False
-        text = self.prompt.prompt()
-        if not text.strip():
-            self.show_error("refused", "The prompt is empty.")
-            return False
-        s = self.tracks.settings.settings(track, self.target_info, self.prompt.use_chat(),
-                                          self.prompt.system_message())
-        self.error_banner.hide()
-        return self.runs.start(self.target_path, self.draft_path, text, s)
+        return self.runs.start()
 
     def stop_run(self) -> None:
-        if self.runs.active:
-            self.runs.stop()
+        if self.runs.stop():
             self.state_label.setText("stopping…")
 
     def _run_started(self) -> None:
+        self.error_banner.hide()
         self.state_label.setText("loading the model and evaluating the prompt…")
-        self.models.set_locked(True)
-        self.tracks.set_locked(True)
-        self._update_run_enabled()
 
     def _run_ended(self, result: Any) -> None:
-        self.models.set_locked(False)
-        self.tracks.set_locked(False)
-        self._refresh()
         if result is not None:
             self.state_label.setText("")
             self.statusBar().showMessage(
@@ -355,9 +243,6 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message.splitlines()[0][:200], 10000)
 
     # -- remembered state -------------------------------------------------------------------------
-    def _restore(self) -> None:
-        window_state.restore(self, self.gui_settings)
-
     def _report_set_aside(self) -> None:
         """Say (banner, status bar, log) which damaged stored files were set aside at start:
         the window settings, the model library, history records."""
@@ -367,12 +252,8 @@ class MainWindow(QMainWindow):
         if lines:
             self.show_error("info", "Set aside as damaged: " + " | ".join(lines))
 
-    def restore_chat_choice(self, chat: bool | None) -> None:
-        """The user's last chat-template choice, applied when the first target is read."""
-        self._restore_chat = chat
-
     def save_settings(self) -> None:
-        window_state.capture(self, self.gui_settings)
+        self.memory.capture(self.gui_settings)
         self.gui_settings.save()
 
     def shutdown(self) -> None:
@@ -386,7 +267,7 @@ class MainWindow(QMainWindow):
         self.save_settings()
         self.log_panel.detach()
         self.fetcher.shutdown()
-        self.host.shutdown()
+        self.lane.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

@@ -3,25 +3,26 @@ Esc stops)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabWidget
 
 from app.core.models import DEFAULT_MODEL
 from app.ui.about_dialog import show_about
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+from app.ui.model_panel import ModelPanel
 
 
-def build_menus(w: MainWindow) -> tuple[QAction, QAction]:
-    """File, Run, View and Help menus; returns the Run and Stop actions."""
+def build_menus(w: QMainWindow, models: ModelPanel, tabs: QTabWidget, log_dock: QDockWidget,
+                run: Callable[[], object], stop: Callable[[], object],
+                fetch: Callable[[str], object]) -> tuple[QAction, QAction]:
+    """File, Run, View and Help menus of ``w``; returns the Run and Stop actions."""
     file_menu = w.menuBar().addMenu("&File")
     for text, slot in (
-        ("Open target GGUF…", lambda: w.models.open_file(w.models.target)),
-        ("Open draft GGUF…", lambda: w.models.open_file(w.models.draft)),
-        ("Add model folder…", w.models.choose_folder),
-        (f"Fetch {DEFAULT_MODEL}", lambda: w.fetch(DEFAULT_MODEL)),
+        ("Open target GGUF…", lambda: models.open_file(models.target)),
+        ("Open draft GGUF…", lambda: models.open_file(models.draft)),
+        ("Add model folder…", models.choose_folder),
+        (f"Fetch {DEFAULT_MODEL}", lambda: fetch(DEFAULT_MODEL)),
     ):
         action = QAction(text, w)
         action.triggered.connect(slot)
@@ -33,17 +34,17 @@ def build_menus(w: MainWindow) -> tuple[QAction, QAction]:
     file_menu.addAction(quit_action)
     run_menu = w.menuBar().addMenu("&Run")
     run_action = QAction("Run (Ctrl+Enter)", w)
-    run_action.triggered.connect(w.start_run)
+    run_action.triggered.connect(run)
     stop_action = QAction("Stop (Esc)", w)
-    stop_action.triggered.connect(w.stop_run)
+    stop_action.triggered.connect(stop)
     run_menu.addActions([run_action, stop_action])
     view_menu = w.menuBar().addMenu("&View")
-    view_menu.addAction(w.log_dock.toggleViewAction())
+    view_menu.addAction(log_dock.toggleViewAction())
     view_menu.addSeparator()
-    for i in range(w.lab.tabs.count()):
-        tab = QAction(w.lab.tabs.tabText(i), w)
+    for i in range(tabs.count()):
+        tab = QAction(tabs.tabText(i), w)
         tab.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
-        tab.triggered.connect(lambda _=False, i=i: w.lab.tabs.setCurrentIndex(i))
+        tab.triggered.connect(lambda _=False, i=i: tabs.setCurrentIndex(i))
         view_menu.addAction(tab)
     help_menu = w.menuBar().addMenu("&Help")
     about_action = QAction("About DecodeLab", w)
@@ -51,6 +52,6 @@ def build_menus(w: MainWindow) -> tuple[QAction, QAction]:
     about_action.triggered.connect(lambda: show_about(w))
     help_menu.addAction(about_action)
     for key in ("Ctrl+Return", "Ctrl+Enter"):
-        QShortcut(QKeySequence(key), w).activated.connect(w.start_run)
-    QShortcut(QKeySequence("Esc"), w).activated.connect(w.stop_run)
+        QShortcut(QKeySequence(key), w).activated.connect(run)
+    QShortcut(QKeySequence("Esc"), w).activated.connect(stop)
     return run_action, stop_action

@@ -2,8 +2,9 @@
 compatibility checks, fetching pinned models (with progress and Cancel) and the first-run
 offer to fetch the default model.
 
-The panel holds no model state beyond what it shows: the window tells it what was inspected
-and what the compatibility survey found.
+The panel holds no model state beyond what it shows: it follows the workbench state
+(``observe``), which reads the models and checks the draft candidates, and hands the user's
+choices to it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import html
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -28,10 +29,11 @@ from PySide6.QtWidgets import (
 from app.core.models import DEFAULT_MODEL, Library
 from app.ui.banner import Banner
 from app.ui.model_picker import Entry, ModelPicker, human_size
+from app.ui.state import norm
 
-
-def norm(path: str | Path) -> str:
-    return str(Path(path).expanduser().resolve())
+if TYPE_CHECKING:
+    from app.core.compat import Compatibility
+    from app.ui.state import WorkbenchState
 
 
 def info_html(info: Any) -> str:
@@ -190,8 +192,9 @@ class ModelPanel(QGroupBox):
                 action=f"Fetch {DEFAULT_MODEL}")
         self.library_changed.emit()
 
-    def use_path(self, picker: ModelPicker, path: str | None) -> None:
-        """Choose ``path`` in ``picker``, adding it to the recent files if it is not listed."""
+    def use_path(self, picker: ModelPicker, path: str | None, emit: bool = True) -> None:
+        """Choose ``path`` in ``picker``, adding it to the recent files if it is not listed
+        (``emit``: as the user's choice)."""
         if path is not None:
             path = norm(path)
             if picker.row_of(path) < 0:
@@ -202,7 +205,7 @@ class ModelPanel(QGroupBox):
                     extra = [*self.entries(), Entry("file", Path(path).name, path, None, path)]
                     self.target.populate(extra)
                     self.draft.populate(extra)
-        picker.select_path(path)
+        picker.select_path(path, emit)
 
     def open_file(self, picker: ModelPicker) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", str(Path.home()),
@@ -223,7 +226,43 @@ class ModelPanel(QGroupBox):
             return
         self.refresh_library()
 
-    # -- what the window tells us ---------------------------------------------------------------
+    # -- the workbench state ----------------------------------------------------------------
+    def observe(self, state: WorkbenchState) -> None:
+        """Show ``state`` as it changes, and hand it the user's choices: target, draft and
+        the draft candidates listed."""
+        self.target_chosen.connect(state.set_target)
+        self.draft_chosen.connect(state.set_draft)
+        self.library_changed.connect(lambda: state.set_candidates(self.draft.paths()))
+        state.models_changed.connect(lambda: self.show_models(state))
+        state.candidates_changed.connect(lambda: self.show_marks(state.candidates()))
+        state.busy_changed.connect(lambda _busy: self.show_enabled(state))
+        state.set_candidates(self.draft.paths())
+        self.show_models(state)
+
+    def show_models(self, state: WorkbenchState) -> None:
+        """The chosen paths in the pickers, what is known of each model, the pair's
+        compatibility, and whether a draft can be chosen at all."""
+        for picker, path in ((self.target, state.target_path), (self.draft, state.draft_path)):
+            if picker.current_path != path:
+                self.use_path(picker, path, emit=False)
+        if state.target_info is not None:
+            self.show_target(state.target_info)
+        elif state.target_error is not None:
+            self.show_target(None, f"Could not read this model: {state.target_error}")
+        else:
+            self.show_target(None, "Inspecting…" if state.target_path
+                             else "No target model chosen.")
+        compat = state.compatibility
+        if not state.draft_path:
+            self.show_draft(None, None)
+        elif state.draft_error is not None:
+            self.show_draft(None, None, f"Could not read this model: {state.draft_error}")
+        elif state.draft_info is not None or compat is not None:
+            self.show_draft(state.draft_info, compat)
+        else:
+            self.show_draft(None, None, "Inspecting…")
+        self.show_enabled(state)
+
     def show_target(self, info: Any | None, note: str = "") -> None:
         self.target_info.setText(info_html(info) if info is not None else note)
 
@@ -236,16 +275,25 @@ class ModelPanel(QGroupBox):
         self.draft_note.setVisible(bool(note))
         self.draft_note.setText(note)
 
-    def set_draft_enabled(self, enabled: bool, reason: str = "") -> None:
-        self.draft.setEnabled(enabled)
-        self.draft.setToolTip("" if enabled else reason)
+    def show_marks(self, checked: dict[str, Compatibility | str]) -> None:
+        """Mark each draft candidate checked against the target (the reason on hover)."""
+        marks: dict[str, tuple[bool | None, str]] = {}
+        for path, c in checked.items():
+            if isinstance(c, str):
+                marks[path] = (False, f"cannot be read: {c}")
+            else:
+                failed = "\n".join(f"✗ {x.name}: {x.detail}" for x in c.failed)
+                marks[path] = (c.compatible, "compatible with the target: every check passed"
+                               if c.compatible else f"incompatible with the target:\n{failed}")
+        self.draft.set_marks(marks)
 
-    def set_locked(self, locked: bool) -> None:
-        """No model changes while a run is going."""
+    def show_enabled(self, state: WorkbenchState) -> None:
+        """No model changes while the engine is held; no draft for an SSM target."""
+        blocked = state.draft_blocked
         for w in (self.target, self.add_folder_button):
-            w.setEnabled(not locked)
-        if locked:
-            self.draft.setEnabled(False)
+            w.setEnabled(not state.busy)
+        self.draft.setEnabled(not state.busy and blocked is None)
+        self.draft.setToolTip(blocked or "")
 
     # -- fetching -------------------------------------------------------------------------------
     def offer_fetch(self, name: str) -> None:

@@ -50,8 +50,9 @@ from app.ui.jobs import (
     splitter,
     track_label,
 )
+from app.ui.lane import Lane
 from app.ui.plots import BLUE, GREY, LEGEND_BRUSH, _plot
-from app.ui.worker import EngineHost
+from app.ui.state import WorkbenchState
 
 EMPTY = ("Press Measure to time what drafting and verifying cost on this machine for the "
          "Run tab's target (and draft): it takes a few seconds. The predicted speedup for "
@@ -85,13 +86,14 @@ class PayPanel(JobView):
     NOUN = "measurement"
     FAILED = "Measuring failed: "
 
-    def __init__(self, host: EngineHost, context: ContextProvider,
+    def __init__(self, lane: Lane, state: WorkbenchState, context: ContextProvider,
                  parent: QWidget | None = None) -> None:
-        super().__init__(host, context, parent)
+        super().__init__(lane, state, context, parent)
         self.report: PayReport | None = None
         self.measured_for: tuple[str, str | None, str] | None = None
         self.last_run: tuple[RunResult, float | None] | None = None
         self._build()
+        self.show_availability()
 
     def _build(self) -> None:
         layout = self._frame()
@@ -160,6 +162,9 @@ class PayPanel(JobView):
         self.alpha.valueChanged.connect(self._alpha_edited)
         self.use_observed.clicked.connect(self._use_observed)
 
+    def show_availability(self) -> None:
+        self.set_available(self.state.short_reasons())
+
     def set_available(self, available: dict[str, str | None]) -> None:
         """Offer each source only when its track (the source alone) can run on the current
         pair."""
@@ -198,21 +203,21 @@ class PayPanel(JobView):
         if src is None or ctx.available.get(source) is False:
             self.status.setText(f"{track_label(source)} cannot run on these models.")
             return False
-        s = replace(ctx.settings, track=source, experts=None)  # the source alone
+        s = replace(ctx.request.settings, track=source, experts=None)  # the source alone
         needs_draft = src.needs_draft_model or src.cost == "model"
-        draft_path = ctx.draft_path if needs_draft else None
+        target_path = str(ctx.request.target)
+        draft_path = str(ctx.request.draft) if needs_draft and ctx.request.draft else None
         alpha = self.alpha.value()
 
         def job(session: Any, cancel: Any, progress: Any) -> PayReport:
-            session.check(ctx.target_path, draft_path, s)
-            target = session.load_target(ctx.target_path, s)
+            session.check(target_path, draft_path, s)
+            target = session.load_target(target_path, s)
             draft = session.load_draft(draft_path, s) if draft_path else None
             return will_it_pay(target, draft, alpha=alpha, source=source)
 
-        self.measured_for = (ctx.target_path, draft_path, source)
-        self._begin(job, "measuring batches of the target"
-                    + (" and the draft's step…" if draft_path else "…"))
-        return True
+        self.measured_for = (target_path, draft_path, source)
+        return self._begin(job, "measuring batches of the target"
+                           + (" and the draft's step…" if draft_path else "…"))
 
     def _set_running(self, running: bool) -> None:
         self.measure_button.setEnabled(not running)

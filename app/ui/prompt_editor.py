@@ -76,13 +76,21 @@ class PromptEditor(QWidget):
         bottom.addWidget(self.stop_button)
         layout.addLayout(bottom)
         self._has_template = False
+        self._restored_chat: bool | None = None
         self._chat_toggled(False)
 
     def _chat_toggled(self, on: bool) -> None:
         self.system.setEnabled(on and self._has_template)
 
+    def restore_chat_choice(self, chat: bool | None) -> None:
+        """The user's last chat-template choice, applied when the next target is read."""
+        self._restored_chat = chat
+
     def set_template_available(self, available: bool, default_on: bool | None = None) -> None:
-        """On when the model has a chat template (unless the user's choice says otherwise)."""
+        """On when the model has a chat template (unless the user's choice, given or
+        restored, says otherwise)."""
+        if default_on is None:
+            default_on, self._restored_chat = self._restored_chat, None
         self._has_template = available
         self.chat.setEnabled(available)
         if not available:

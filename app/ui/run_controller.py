@@ -1,32 +1,42 @@
-"""Start, stream and finish runs: the bridge between the engine lane and the live widgets.
+"""The Run tab's controller: when Run can start, the request it starts, and the bridge
+between the engine lane and the live widgets while the run streams.
 
-The engine thread appends events to the run's ``EventBuffer``; a GUI-thread QTimer drains
-it about 30 times a second into the token view, the live metrics and the summary, and
-redraws one of the three plots at most 10 times a second (each plot about 3 times). When
-the run ends, the buffer is drained once more before the final result is shown, so no
-event is lost or shown out of order.
+Run is possible when the workbench state has a readable target, the selected track can run
+on the chosen models (the state's availability, from the core), its settings are valid, the
+prompt is not empty and nothing holds the engine. A run holds the engine in the state from
+start to end. The engine thread appends events to the run's ``EventBuffer``; a GUI-thread
+QTimer drains it about 30 times a second into the token view, the live metrics and the
+summary, and redraws one of the three plots at most 10 times a second (each plot about 3
+times). When the run ends, the buffer is drained once more before the final result is
+shown, so no event is lost or shown out of order.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.core import metrics
-from app.core.events import RunResult, RunSettings
+from app.core.events import RunRequest, RunResult
 from app.core.tracks import find_track, get_track
 from app.core.verdict import baseline_key
+from app.ui.lane import Lane
 from app.ui.plots import LivePlots, SummaryPanel
+from app.ui.prompt_editor import PromptEditor
+from app.ui.state import ENGINE_BUSY, WorkbenchState
 from app.ui.token_view import TokenView
-from app.ui.worker import EngineHost, RunJob
+from app.ui.track_panel import TrackPanel
+from app.ui.worker import RunJob
 
 log = logging.getLogger("app.ui.run")
 
 DRAIN_MS = 33
 PLOT_INTERVAL = 0.1  # one of the three plots is redrawn per interval (text: ~30 Hz)
+RUN = "run"  # what holds the engine in the workbench state while a run goes
 
 
 class RunController(QObject):
@@ -34,16 +44,20 @@ class RunController(QObject):
     first_token = Signal()
     run_ended = Signal(object)  # RunResult, or None when the run failed
     run_failed = Signal(str, str)  # kind, message
+    refused = Signal(str)  # why Run did not start
+    enabled_changed = Signal(bool, bool)  # Run can start, a run is going
 
-    def __init__(self, host: EngineHost, tokens: TokenView, plots: LivePlots,
+    def __init__(self, lane: Lane, state: WorkbenchState, tracks: TrackPanel,
+                 prompt: PromptEditor, tokens: TokenView, plots: LivePlots,
                  summary: SummaryPanel, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.host, self.tokens, self.plots, self.summary = host, tokens, plots, summary
-        self.request: RunJob | None = None
+        self.lane, self.state, self.tracks, self.prompt = lane, state, tracks, prompt
+        self.tokens, self.plots, self.summary = tokens, plots, summary
+        self.job: RunJob | None = None
         self.metrics = metrics.LiveMetrics()
         self.baselines: dict[tuple[Any, ...], float] = {}
         self.last_result: RunResult | None = None
-        self.last_request: RunJob | None = None  # of the last finished run
+        self.last_job: RunJob | None = None  # of the last finished run
         self.last_speedup: float | None = None
         self._next_id = 0
         self._key: tuple[Any, ...] = ()
@@ -52,43 +66,93 @@ class RunController(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(DRAIN_MS)
         self.timer.timeout.connect(self.drain)
-        host.run_finished.connect(self._finished)
-        host.run_failed.connect(self._failed)
+        tracks.track_changed.connect(lambda _t: self.update_enabled())
+        tracks.settings.changed.connect(self.update_enabled)
+        prompt.text.textChanged.connect(self.update_enabled)
+        state.models_changed.connect(self.update_enabled)
+        state.busy_changed.connect(lambda _busy: self.update_enabled())
 
     @property
     def active(self) -> bool:
-        return self.request is not None
+        return self.job is not None
 
-    def start(self, target: str, draft: str | None, prompt: str, s: RunSettings) -> bool:
-        """Queue a run on the engine lane; False if one is already going."""
-        if self.request is not None:
+    # -- what Run would start ---------------------------------------------------------------
+    def choices(self) -> RunRequest | str:
+        """The Run tab's choices as a request (its settings' track is the selected track;
+        the draft is the chosen one, whatever the track), or why there is none."""
+        s, info = self.state, self.state.target_info
+        if s.target_path is None or info is None:
+            return "Choose a target model first (it must be readable)."
+        text = self.prompt.prompt()
+        if not text.strip():
+            return "Type or load a prompt first."
+        settings = self.tracks.settings.settings(self.tracks.selected_track(), info,
+                                                 self.prompt.use_chat(),
+                                                 self.prompt.system_message())
+        return RunRequest(s.target_path, s.draft_path, text, settings)
+
+    def problem(self) -> str | None:
+        """Why Run cannot start now, or None."""
+        if self.state.busy:
+            return ENGINE_BUSY
+        track = self.tracks.selected_track()
+        why = self.state.reasons(track)
+        if self.state.target_info is not None and why is not None:
+            return f"{track.label} is not available for these models: {why[1]}"
+        request = self.choices()
+        if isinstance(request, str):
+            return request
+        return self.tracks.settings.problem(track)
+
+    def update_enabled(self) -> None:
+        ok = self.problem() is None
+        self.prompt.set_running(self.active, ok)
+        self.enabled_changed.emit(ok, self.active)
+
+    # -- running ----------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Queue the Run tab's choices on the engine lane; False (and ``refused`` saying
+        why, unless a run or a view's job holds the engine) if it cannot start."""
+        why = self.problem()
+        request = self.choices()
+        if why is not None or isinstance(request, str):
+            if not self.state.busy:
+                self.refused.emit(why or str(request))
             return False
+        self.state.claim(RUN)
         self._next_id += 1
-        track = get_track(s.track)
-        self.request = RunJob(self._next_id, target, draft if track.needs_draft_model else None,
-                                  prompt, s)
-        self._key = baseline_key(target, prompt, s)
+        track = get_track(request.settings.track)
+        if not track.needs_draft_model:
+            request = replace(request, draft=None)
+        job = self.job = RunJob(self._next_id, request)
+        self._key = baseline_key(str(request.target), request.prompt, request.settings)
         self.metrics = metrics.LiveMetrics()
         self.tokens.clear()
         self.plots.reset(speculating=track.speculates)
         self.summary.clear(f"{track.label} · running")
         self._seen_token = False
         self._last_plot = 0.0
-        self.host.run(self.request)
+        self.lane.submit(job.run, cancel=job.cancel,
+                         done=lambda result: self._finished(job, result),
+                         error=lambda kind, message: self._failed(job, kind, message))
         self.timer.start()
+        self.update_enabled()
         self.run_started.emit()
         return True
 
-    def stop(self) -> None:
-        if self.request is not None:
-            self.request.cancel.set()
+    def stop(self) -> bool:
+        """Ask the run to stop at its next step; False if none is going."""
+        if self.job is None:
+            return False
+        self.job.cancel.set()
+        return True
 
     @Slot()
     def drain(self) -> None:
-        req = self.request
-        if req is None:
+        job = self.job
+        if job is None:
             return
-        events = req.buffer.take()
+        events = job.buffer.take()
         if not events:
             return
         if not self._seen_token:
@@ -102,20 +166,19 @@ class RunController(QObject):
             self.plots.update_from(self.metrics)
             self.summary.show_live(self.metrics)
 
-    def _end(self, run_id: int) -> RunJob | None:
-        req = self.request
-        if req is None or req.run_id != run_id:
-            return None
+    def _end(self, job: RunJob) -> bool:
+        """Show the last events and let go of the engine; False for a run not current."""
+        if job is not self.job:
+            return False
         self.drain()
         self.timer.stop()
-        self.request = None
+        self.job = None
         self.plots.update_from(self.metrics, every_plot=True)
-        return req
+        self.state.release(RUN)
+        return True
 
-    @Slot(int, object)
-    def _finished(self, run_id: int, result: RunResult) -> None:
-        req = self._end(run_id)
-        if req is None:
+    def _finished(self, job: RunJob, result: RunResult) -> None:
+        if not self._end(job):
             return
         track = get_track(result.track)
         if result.stop_reason == "cancelled":
@@ -133,17 +196,28 @@ class RunController(QObject):
         else:
             note = "— run the baseline on this prompt and model to compare"
         self.summary.show_summary(summary, note)
-        self.last_request, self.last_speedup = req, (1.0 if track.id == "baseline"
-                                                     else summary.speedup)
+        self.last_job, self.last_speedup = job, (1.0 if track.id == "baseline"
+                                                 else summary.speedup)
         experts = result.effective.get("expert_used_count")
         extra = f" · {experts} experts" if experts and track.moe else ""
         self.summary.track.setText(f"{track.label}{extra} · {result.n_generated} tokens")
         self.last_result = result
         self.run_ended.emit(result)
 
+    def _failed(self, job: RunJob, kind: str, message: str) -> None:
+        if not self._end(job):
+            return
+        if self.tokens.marks:
+            self.tokens.add_note("  ✖ the run failed here")
+        self.summary.set("stop", "refused" if kind == "refused" else "failed")
+        self.summary.track.setText(message)
+        self.last_result = None
+        self.run_failed.emit(kind, message)
+        self.run_ended.emit(None)
+
     def show_saved(self, result: RunResult, speedup: float | None, title: str) -> bool:
         """Render a finished run again (from the history): answer, plots and numbers."""
-        if self.request is not None:
+        if self.job is not None:
             return False
         track = find_track(result.track)
         self.metrics = metrics.LiveMetrics()
@@ -162,15 +236,3 @@ class RunController(QObject):
         self.summary.show_summary(summary, note)
         self.summary.track.setText(title)
         return True
-
-    @Slot(int, str, str)
-    def _failed(self, run_id: int, kind: str, message: str) -> None:
-        if self._end(run_id) is None:
-            return
-        if self.tokens.marks:
-            self.tokens.add_note("  ✖ the run failed here")
-        self.summary.set("stop", "refused" if kind == "refused" else "failed")
-        self.summary.track.setText(message)
-        self.last_result = None
-        self.run_failed.emit(kind, message)
-        self.run_ended.emit(None)

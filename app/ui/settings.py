@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import app.core.drafting.registry as registry
 from app.core import paths
-from app.core.drafting import registry
 from app.core.settings_check import LIMITS, problem
 from app.core.store import SetAside, atomic_write_text, read_json, set_aside, sweep_temp
 from app.core.tracks import find_track

@@ -54,8 +54,9 @@ from app.ui.jobs import (
     splitter,
     track_label,
 )
+from app.ui.lane import Lane
 from app.ui.plots import BLUE, GREEN, GREY, ORANGE, _plot
-from app.ui.worker import EngineHost
+from app.ui.state import WorkbenchState
 
 CORE_NAMES = {"draft_max": "K (draft max)", "experts": "experts"}  # the rest: the registry
 EMPTY = ("Pick a track and the setting to vary, then press Sweep: the track runs once per "
@@ -117,15 +118,17 @@ class SweepView(JobView):
     sweep_ended = Signal(object)  # Sweep
     NOUN = "sweep"
 
-    def __init__(self, host: EngineHost, context: ContextProvider,
+    def __init__(self, lane: Lane, state: WorkbenchState, context: ContextProvider,
                  parent: QWidget | None = None) -> None:
-        super().__init__(host, context, parent)
+        super().__init__(lane, state, context, parent)
         self.sweep: Sweep | None = None
         self.points: list[SweepPoint] = []
         self.target_info: Any | None = None
         self._available: dict[str, str | None] = {}
         self._integer = True
         self._build()
+        state.models_changed.connect(self.show_availability)  # the expert range, too
+        self.show_availability()
 
     def _build(self) -> None:
         layout = self._frame()
@@ -198,6 +201,9 @@ class SweepView(JobView):
         self._track_changed()
 
     # -- choices ----------------------------------------------------------------------------
+    def show_availability(self) -> None:
+        self.set_available(self.state.short_reasons(), self.state.target_info)
+
     def set_available(self, available: dict[str, str | None], target: Any | None) -> None:
         """Tracks that can run on the current models; the target ranges the expert sweep."""
         self._available = available
@@ -253,19 +259,20 @@ class SweepView(JobView):
         except RefusedError as exc:
             self._refuse(str(exc))
             return False
-        s = replace(ctx.settings, track=track)
+        s = replace(ctx.request.settings, track=track)
+
+        r = ctx.request
 
         def job(session: Any, cancel: Any, progress: Any) -> Sweep:
             sweep = Sweep(parameter, track)
-            for point in iter_sweep(session, ctx.target_path, ctx.draft_path, ctx.prompt, s,
-                                    parameter, values, lambda *a: progress(a), cancel, sweep):
+            for point in iter_sweep(session, r.target, r.draft, r.prompt, s, parameter,
+                                    values, lambda *a: progress(a), cancel, sweep):
                 progress(point)
             mark_best(sweep)
             return sweep
 
         self._reset(parameter)
-        self._begin(job, "loading the model…", len(values) + 1)
-        return True
+        return self._begin(job, "loading the model…", len(values) + 1)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)

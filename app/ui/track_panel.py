@@ -11,7 +11,7 @@ with its failure mode and the track to use instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -36,6 +36,9 @@ from app.core.tracks import (
     reasons,
 )
 from app.ui.track_settings import TrackSettings
+
+if TYPE_CHECKING:
+    from app.ui.state import WorkbenchState
 
 MOE = "moe"  # the MoE switch's part of a track id
 
@@ -146,6 +149,16 @@ class TrackPanel(QGroupBox):
         self.deprecated_toggle.setArrowType(arrow)
 
     # -- availability ----------------------------------------------------------------------------
+    def observe(self, state: WorkbenchState) -> None:
+        """Follow the state: its models (what can run, the settings' ranges) and its busy
+        engine (no changes while a run or a view's job holds it)."""
+        def show() -> None:
+            self.set_models(state.target_info, state.draft_info, state.compatibility)
+
+        state.models_changed.connect(show)
+        state.busy_changed.connect(self.set_locked)
+        show()
+
     def set_models(self, target: Any | None, draft: Any | None, compat: Any | None) -> None:
         """Enable the parts that apply; tick the preferred track's parts that can run."""
         self._models = (target, draft, compat)
@@ -223,5 +236,5 @@ class TrackPanel(QGroupBox):
         return None if why is None else why[1 if full else 0]
 
     def set_locked(self, locked: bool) -> None:
-        """No track or setting changes while a run is going."""
+        """No track or setting changes while the engine is held."""
         self.setEnabled(not locked)

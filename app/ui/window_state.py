@@ -4,15 +4,16 @@ and captured on close. Models are restored only if their files still exist."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray
+from PySide6.QtWidgets import QMainWindow, QSplitter
 
 from app.core.tracks import find_track
+from app.ui.prompt_editor import PromptEditor
 from app.ui.settings import GuiSettings
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+from app.ui.state import WorkbenchState
+from app.ui.token_view import TokenView
+from app.ui.track_panel import TrackPanel
 
 
 def _b64(data: QByteArray) -> str:
@@ -23,37 +24,49 @@ def _bytes(text: str) -> QByteArray:
     return QByteArray.fromBase64(text.encode())
 
 
-def restore(w: MainWindow, s: GuiSettings) -> None:
-    if s.geometry:
-        w.restoreGeometry(_bytes(s.geometry))
-    if s.window_state:
-        w.restoreState(_bytes(s.window_state))
-    for name, splitter in (("main", w.splitter), ("center", w.center)):
-        if isinstance(s.splitters.get(name), str):
-            splitter.restoreState(_bytes(s.splitters[name]))
-    w.tracks.settings.load(s.run)
-    track = find_track(s.track)
-    w.tracks.preferred = track.id if track is not None and not track.deprecated else "baseline"
-    w.prompt.text.setPlainText(s.prompt if isinstance(s.prompt, str) else "")
-    w.prompt.system.setText(s.system if isinstance(s.system, str) else "")
-    w.token_view.show_rejected.setChecked(bool(s.show_rejected))
-    w.restore_chat_choice(s.chat if isinstance(s.chat, bool) else None)
-    if isinstance(s.target, str) and Path(s.target).is_file():
-        w.set_target(s.target)
-    if isinstance(s.draft, str) and Path(s.draft).is_file():
-        w.set_draft(s.draft)
+class WindowMemory:
+    """The remembered parts of the window: its geometry and splitters, the chosen models
+    (through the workbench state), the track and its settings, the prompt, and the
+    token view's switch."""
 
+    def __init__(self, window: QMainWindow, splitters: dict[str, QSplitter],
+                 state: WorkbenchState, tracks: TrackPanel, prompt: PromptEditor,
+                 tokens: TokenView) -> None:
+        self.window, self.splitters, self.state = window, splitters, state
+        self.tracks, self.prompt, self.tokens = tracks, prompt, tokens
 
-def capture(w: MainWindow, s: GuiSettings) -> None:
-    s.geometry = _b64(w.saveGeometry())
-    s.window_state = _b64(w.saveState())
-    s.splitters = {name: _b64(sp.saveState())
-                   for name, sp in (("main", w.splitter), ("center", w.center))}
-    s.target, s.draft = w.target_path, w.draft_path
-    s.track = w.tracks.preferred
-    s.run = w.tracks.settings.dump()
-    if w.prompt.chat.isEnabled():
-        s.chat = w.prompt.chat.isChecked()
-    s.system = w.prompt.system.text()
-    s.prompt = w.prompt.prompt()
-    s.show_rejected = w.token_view.show_rejected.isChecked()
+    def restore(self, s: GuiSettings) -> None:
+        w = self.window
+        if s.geometry:
+            w.restoreGeometry(_bytes(s.geometry))
+        if s.window_state:
+            w.restoreState(_bytes(s.window_state))
+        for name, splitter in self.splitters.items():
+            if isinstance(s.splitters.get(name), str):
+                splitter.restoreState(_bytes(s.splitters[name]))
+        self.tracks.settings.load(s.run)
+        track = find_track(s.track)
+        self.tracks.preferred = track.id if track is not None and not track.deprecated \
+            else "baseline"
+        self.prompt.text.setPlainText(s.prompt if isinstance(s.prompt, str) else "")
+        self.prompt.system.setText(s.system if isinstance(s.system, str) else "")
+        self.tokens.show_rejected.setChecked(bool(s.show_rejected))
+        self.prompt.restore_chat_choice(s.chat if isinstance(s.chat, bool) else None)
+        if isinstance(s.target, str) and Path(s.target).is_file():
+            self.state.set_target(s.target)
+        if isinstance(s.draft, str) and Path(s.draft).is_file():
+            self.state.set_draft(s.draft)
+
+    def capture(self, s: GuiSettings) -> None:
+        w = self.window
+        s.geometry = _b64(w.saveGeometry())
+        s.window_state = _b64(w.saveState())
+        s.splitters = {name: _b64(sp.saveState()) for name, sp in self.splitters.items()}
+        s.target, s.draft = self.state.target_path, self.state.draft_path
+        s.track = self.tracks.preferred
+        s.run = self.tracks.settings.dump()
+        if self.prompt.chat.isEnabled():
+            s.chat = self.prompt.chat.isChecked()
+        s.system = self.prompt.system.text()
+        s.prompt = self.prompt.prompt()
+        s.show_rejected = self.tokens.show_rejected.isChecked()

@@ -44,8 +44,8 @@ def test_window_state_is_restored(qtbot: Any, gui_settings: GuiSettings, tiny_de
     qtbot.addWidget(w2)
     w2.show()
     settle(qtbot, w2)
-    assert w2.target_path == str(tiny_dense.resolve())
-    assert w2.target_info is not None
+    assert w2.state.target_path == str(tiny_dense.resolve())
+    assert w2.state.target_info is not None
     assert w2.tracks.selected() == "lookup"
     assert w2.tracks.settings.max_tokens.value() == 123
     assert w2.tracks.settings.draft_max.value() == 5
@@ -125,7 +125,7 @@ def test_errors_become_one_line_messages_and_uncaught_ones_are_logged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from app.core.errors import ModelFileError, RefusedError
-    from app.ui.worker import describe_error
+    from app.ui.lane import describe_error
 
     assert describe_error(RefusedError("no")) == ("refused", "no")
     assert describe_error(ModelFileError("/m.gguf", "cut")) == ("failed", "/m.gguf: cut")

@@ -115,7 +115,7 @@ def test_cancel_stops_the_whole_comparison(
     assert comparison.runs[0].result.stop_reason == "cancelled"
     assert "cancelled" in view.status.text()
     assert "not run" in view.columns["lookup"].state.text()
-    qtbot.waitUntil(lambda: not window.host.busy, timeout=TIMEOUT)  # saved, lane idle
+    qtbot.waitUntil(lambda: not window.lane.busy, timeout=TIMEOUT)  # saved, lane idle
 
 
 def test_k_sweep_with_three_values_gives_three_points(
@@ -204,7 +204,7 @@ def test_pay_source_follows_the_last_run(
     assert window.tracks.select("lookup")
     run_and_wait(qtbot, window)
     assert pay.source.currentData() == "lookup"
-    qtbot.waitUntil(lambda: not window.host.busy, timeout=TIMEOUT)  # saved, lane idle
+    qtbot.waitUntil(lambda: not window.lane.busy, timeout=TIMEOUT)  # saved, lane idle
 
 
 def test_run_is_saved_survives_restart_reopens_exports_and_deletes(

@@ -82,7 +82,8 @@ def test_picking_models_updates_metadata_and_tracks(
     experts = window.tracks.settings.experts
     assert experts.isEnabled()
     assert (experts.minimum(), experts.maximum(), experts.value()) == (1, 8, 2)
-    assert window.tracks.settings.settings(window.tracks.selected_track(), window.target_info,
+    assert window.tracks.settings.settings(window.tracks.selected_track(),
+                                           window.state.target_info,
                                            False, "").experts == 2
 
 
@@ -161,7 +162,9 @@ def test_incompatible_draft_disables_track1_with_the_reason(
 
 def test_chat_switch_and_sample_prompts(qtbot: Any, window: MainWindow, tiny_dense: Path) -> None:
     choose(qtbot, window, tiny_dense)
-    has_template = window.target_info.has_chat_template
+    info = window.state.target_info
+    assert info is not None
+    has_template = info.has_chat_template
     assert window.prompt.chat.isEnabled() == has_template
     assert window.prompt.chat.isChecked() == has_template
     actions = window.prompt.samples.menu().actions()

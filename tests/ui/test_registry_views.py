@@ -17,7 +17,9 @@ from app.core.drafting.registry import DraftSource, Setting
 from app.core.events import RejectionEvent, TokenEvent
 from app.ui.compare_view import CompareView
 from app.ui.jobs import MOE_COLOUR, UNKNOWN_COLOUR, track_colour, track_label, track_name
+from app.ui.lane import Lane
 from app.ui.pay_panel import PayPanel
+from app.ui.state import WorkbenchState
 from app.ui.sweep_view import SweepView
 from app.ui.token_view import (
     PROP_KIND,
@@ -27,7 +29,6 @@ from app.ui.token_view import (
     describe,
     source_colour,
 )
-from app.ui.worker import EngineHost
 
 
 @pytest.fixture
@@ -46,12 +47,17 @@ def toy() -> Iterator[DraftSource]:
 
 
 @pytest.fixture
-def host() -> Iterator[EngineHost]:
-    h = EngineHost()
+def lane() -> Iterator[Lane]:
+    h = Lane()
     try:
         yield h
     finally:
         h.shutdown()
+
+
+@pytest.fixture
+def state(lane: Lane) -> WorkbenchState:
+    return WorkbenchState(lane)
 
 
 def no_context() -> str:
@@ -125,9 +131,9 @@ def test_a_token_of_an_unknown_source_does_not_raise(qtbot: Any) -> None:
 
 
 def test_pay_panel_lists_and_follows_a_registered_source(
-    qtbot: Any, host: EngineHost, toy: DraftSource
+    qtbot: Any, lane: Lane, state: WorkbenchState, toy: DraftSource
 ) -> None:
-    pay = PayPanel(host, no_context)
+    pay = PayPanel(lane, state, no_context)
     qtbot.addWidget(pay)
     index = pay.source.findData("toy")
     assert index >= 0 and pay.source.itemText(index) == "toy source"
@@ -139,9 +145,9 @@ def test_pay_panel_lists_and_follows_a_registered_source(
 
 
 def test_sweep_view_offers_a_source_setting(
-    qtbot: Any, host: EngineHost, toy: DraftSource
+    qtbot: Any, lane: Lane, state: WorkbenchState, toy: DraftSource
 ) -> None:
-    view = SweepView(host, no_context)
+    view = SweepView(lane, state, no_context)
     qtbot.addWidget(view)
     view.track.setCurrentIndex(view.track.findData("toy"))
     offered = {view.parameter.itemData(i): view.parameter.itemText(i)
@@ -155,9 +161,9 @@ def test_sweep_view_offers_a_source_setting(
 
 
 def test_compare_lists_its_tracks_and_unknown_tracks_show_their_id(
-    qtbot: Any, host: EngineHost, toy: DraftSource
+    qtbot: Any, lane: Lane, state: WorkbenchState, toy: DraftSource
 ) -> None:
-    view = CompareView(host, no_context)
+    view = CompareView(lane, state, no_context)
     qtbot.addWidget(view)
     assert {"toy", "lookup+toy", "moe+toy"} <= set(view.checks)
     assert track_colour("toy") == toy.plot_colour

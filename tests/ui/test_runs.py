@@ -141,10 +141,10 @@ def test_stop_cancels_at_the_next_step_and_keeps_partial_text(
         qtbot.keyClick(window.prompt.text, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
         assert window.runs.active
         qtbot.waitUntil(lambda: len(window.token_view.marks) >= 5, timeout=60000)
-        request = window.runs.request
-        assert request is not None
+        job = window.runs.job
+        assert job is not None
         qtbot.keyClick(window.prompt.text, Qt.Key.Key_Escape)
-        qtbot.waitUntil(request.cancel.is_set, timeout=60000)
+        qtbot.waitUntil(job.cancel.is_set, timeout=60000)
         at_stop = len(handed)  # counted once Stop is set
     result = blocker.args[0]
     assert result.stop_reason == "cancelled"

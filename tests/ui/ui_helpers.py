@@ -10,15 +10,15 @@ from app.ui.main_window import MainWindow
 
 def settle(qtbot: Any, w: MainWindow, timeout: int = 60000) -> None:
     """Wait until every inspection and survey queued on the engine lane came back."""
-    qtbot.waitUntil(lambda: not w.host.busy, timeout=timeout)
+    qtbot.waitUntil(lambda: not w.lane.busy, timeout=timeout)
 
 
 def choose(qtbot: Any, w: MainWindow, target: Path | None = None,
            draft: Path | str | None = "keep") -> None:
     if target is not None:
-        w.set_target(str(target))
+        w.state.set_target(str(target))
     if draft != "keep":
-        w.set_draft(str(draft) if draft else None)
+        w.state.set_draft(str(draft) if draft else None)
     settle(qtbot, w)
 
 

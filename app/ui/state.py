@@ -1,0 +1,261 @@
+"""The workbench state the views observe: the chosen models, what is known of them, which
+tracks can run on them, and whether a run or a view's job holds the engine.
+
+It is the one place that knows the target and draft paths, their ``ModelInfo`` (or why they
+could not be read), the compatibility of the pair (and of every draft candidate, for the
+picker's marks) and the availability of each track, as the core's
+``app.core.tracks.reasons`` gives it: a few words and the whole reason. Models are read on
+the engine lane (a big vocabulary takes seconds), never on the GUI thread; the views learn
+what changed from the signals and read the rest here. The window only wires them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.core.compat import Compatibility, check_draft
+from app.core.gguf_info import ModelInfo, inspect_cached
+from app.core.tracks import Track, find_track, reasons, working
+from app.ui.lane import JobHandle, Lane, describe_error
+
+Reasons = tuple[str, str] | None  # (a few words, the whole reason) why a track cannot run
+ENGINE_BUSY = "The engine is busy: wait for the current run to end, or stop it."
+
+
+def norm(path: str | Path) -> str:
+    """The one spelling of a model path: absolute, user and links resolved."""
+    return str(Path(path).expanduser().resolve())
+
+
+def check_pair(target_path: str, draft_path: str) -> Compatibility | str:
+    """The draft's compatibility with the target, or why the draft could not be read.
+    Raises if the target cannot be read (its own inspection says why)."""
+    target = inspect_cached(target_path)
+    try:
+        return check_draft(target, inspect_cached(draft_path))
+    except Exception as exc:
+        return describe_error(exc)[1]
+
+
+class WorkbenchState(QObject):
+    """The models and what follows from them; changed only through its methods.
+
+    ``models_changed``: a path, a ``ModelInfo``, an inspection error or the pair's
+    compatibility changed (then ``availability_changed`` if the tracks that can run did).
+    ``candidates_changed``: the target changed, or another draft candidate was checked
+    against it.
+    ``busy_changed``: a run or a view's job took or released the engine (``claim``).
+    ``settled``: nothing the state asked of the lane is pending any more.
+    """
+
+    models_changed = Signal()
+    availability_changed = Signal()
+    candidates_changed = Signal()
+    busy_changed = Signal(bool)
+    inspection_failed = Signal(str, str, str)  # role ("target"/"draft"), path, message
+    target_read = Signal(object)  # the chosen target's ModelInfo, when it has been read
+    settled = Signal()
+
+    def __init__(self, lane: Lane, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.lane = lane
+        self.target_path: str | None = None
+        self.draft_path: str | None = None
+        self.target_info: ModelInfo | None = None
+        self.draft_info: ModelInfo | None = None
+        self.target_error: str | None = None  # why the chosen target could not be read
+        self.draft_error: str | None = None
+        self.job: str | None = None  # what holds the engine: "run", "comparison", ...
+        self._checked: dict[tuple[str, str], Compatibility | str] = {}  # (target, draft)
+        self._candidates: list[str] = []
+        self._surveys: dict[tuple[str, str], JobHandle] = {}
+        self._pending: set[JobHandle] = set()
+        self.availability: dict[str, Reasons] = self._availability()
+
+    # -- choosing models ------------------------------------------------------------------
+    def set_target(self, path: str | Path | None) -> None:
+        """Use ``path`` as the target (read on the lane; read again if chosen again)."""
+        p = norm(path) if path else None
+        self.target_path, self.target_info, self.target_error = p, None, None
+        if p:
+            self._inspect("target", p)
+            if self.draft_path:
+                self._check(p, self.draft_path)
+        self._survey()
+        self._changed()
+        self.candidates_changed.emit()
+
+    def set_draft(self, path: str | Path | None) -> None:
+        p = norm(path) if path else None
+        self.draft_path, self.draft_info, self.draft_error = p, None, None
+        if p:
+            self._inspect("draft", p)
+            if self.target_path:
+                self._check(self.target_path, p)
+        self._changed()
+
+    def set_candidates(self, paths: list[str]) -> None:
+        """The draft models the user can pick from: each is checked against the target in
+        the background (the picker marks them)."""
+        self._candidates = list(paths)
+        self._survey()
+        self.candidates_changed.emit()
+
+    # -- what is known ----------------------------------------------------------------------
+    @property
+    def compatibility(self) -> Compatibility | None:
+        """The chosen draft's compatibility with the chosen target, once checked."""
+        if not (self.target_path and self.draft_path):
+            return None
+        c = self._checked.get((self.target_path, self.draft_path))
+        return c if isinstance(c, Compatibility) else None
+
+    def candidates(self) -> dict[str, Compatibility | str]:
+        """Draft candidates checked against the target so far: their compatibility, or
+        why they could not be read."""
+        return {d: c for (t, d), c in self._checked.items() if t == self.target_path}
+
+    def reasons(self, track: Track | str) -> Reasons:
+        """Why ``track`` cannot run on the chosen models (the core's words); None if it
+        can. An unknown track id cannot run."""
+        t = find_track(track) if isinstance(track, str) else track
+        if t is None:
+            return "unknown track", f"unknown track {track!r}"
+        return reasons(t, self.target_info, self.draft_info, self.compatibility)
+
+    def available(self, track: Track | str) -> bool:
+        return self.reasons(track) is None
+
+    def short_reasons(self) -> dict[str, str | None]:
+        """Every working track id -> the few words why it cannot run, or None."""
+        return {tid: why[0] if why else None for tid, why in self.availability.items()}
+
+    @property
+    def draft_blocked(self) -> str | None:
+        """Why no draft model can serve this target (an SSM target), or None."""
+        t = self.target_info
+        return t.speculation_reason if t is not None and not t.speculation_allowed else None
+
+    @property
+    def inspecting(self) -> bool:
+        """Whether a model read or a compatibility check the state asked for is pending."""
+        return bool(self._pending)
+
+    # -- the engine -----------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    def claim(self, job: str) -> bool:
+        """Hold the engine for a run or a view's job (``job`` names it); False if a job
+        holds it already. Models and tracks stay as they are until ``release``."""
+        if self.job is not None:
+            return False
+        self.job = job
+        self.busy_changed.emit(True)
+        return True
+
+    def release(self, job: str) -> None:
+        if self.job == job:
+            self.job = None
+            self.busy_changed.emit(False)
+
+    # -- on the lane ------------------------------------------------------------------------
+    def _submit(self, fn: Callable[[], Any], done: Callable[[Any], None],
+                error: Callable[[str, str], None], background: bool = False) -> JobHandle:
+        """``fn`` on the lane, counted in ``inspecting`` until its callback has run."""
+        mine: list[JobHandle] = []
+
+        def finish(callback: Callable[..., None], *args: Any) -> None:
+            self._pending.difference_update(mine)
+            callback(*args)
+            if not self._pending:
+                self.settled.emit()
+
+        handle = self.lane.submit(lambda _s, _c, _r: fn(), background=background,
+                                  done=lambda out: finish(done, out),
+                                  error=lambda kind, message: finish(error, kind, message))
+        mine.append(handle)
+        self._pending.add(handle)
+        return handle
+
+    def _inspect(self, role: str, path: str) -> None:
+        self._submit(lambda: inspect_cached(path),
+                     lambda info: self._read(role, path, info),
+                     lambda _kind, message: self._unreadable(role, path, message))
+
+    def _read(self, role: str, path: str, info: ModelInfo) -> None:
+        if role == "target" and path == self.target_path:
+            self.target_info = info
+            self.target_read.emit(info)
+        elif role == "draft" and path == self.draft_path:
+            self.draft_info = info
+        else:
+            return  # another model was chosen meanwhile
+        self._changed()
+
+    def _unreadable(self, role: str, path: str, message: str) -> None:
+        if role == "target" and path == self.target_path:
+            self.target_error = message
+        elif role == "draft" and path == self.draft_path:
+            self.draft_error = message
+        else:
+            return
+        self._changed()
+        self.inspection_failed.emit(role, path, message)
+
+    def _check(self, target: str, draft: str, background: bool = False) -> None:
+        """Check the pair unless it is known or coming; the chosen pair goes first."""
+        key = (target, draft)
+        if key in self._checked:
+            return
+        queued = self._surveys.get(key)
+        if queued is not None and not queued.ended:
+            if queued.sent or background or not queued.background:
+                return  # under way, or coming as soon as asked
+            self._forget(queued)  # waiting in the background: the chosen pair goes now
+        self._surveys[key] = self._submit(
+            lambda: check_pair(target, draft), lambda c: self._compared(key, c),
+            lambda _kind, _message: self._check_failed(key), background)
+
+    def _check_failed(self, key: tuple[str, str]) -> None:
+        """The target could not be read (its inspection says why): check again later."""
+        self._surveys.pop(key, None)
+
+    def _forget(self, job: JobHandle) -> None:
+        """Drop a background check that has not started."""
+        job.cancel()
+        self._pending.discard(job)
+
+    def _compared(self, key: tuple[str, str], c: Compatibility | str) -> None:
+        self._surveys.pop(key, None)
+        self._checked[key] = c
+        if key[0] == self.target_path:
+            self.candidates_changed.emit()
+            if key[1] == self.draft_path:
+                self._changed()
+
+    def _survey(self) -> None:
+        """Check every candidate against the target in the background, after dropping the
+        checks against another target that have not started."""
+        for (target, _), job in self._surveys.items():
+            if target != self.target_path and not job.sent and not job.ended:
+                self._forget(job)
+        self._surveys = {k: j for k, j in self._surveys.items() if not j.ended}
+        if self.target_path and self.target_error is None:
+            for path in self._candidates:
+                self._check(self.target_path, path, background=True)
+
+    def _changed(self) -> None:
+        self.models_changed.emit()
+        availability = self._availability()
+        if availability != self.availability:
+            self.availability = availability
+            self.availability_changed.emit()
+
+    def _availability(self) -> dict[str, Reasons]:
+        return {t.id: self.reasons(t) for t in working()}
