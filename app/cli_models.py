@@ -18,8 +18,9 @@ from typing import TextIO
 from app.core.models import catalog
 from app.core.models.catalog import CatalogEntry
 from app.core.models.fetcher import FetchProgress, fetch
+from app.core.models.files import model_path
 from app.core.models.integrity import ModelState, check_model, verify_model
-from app.core.models.library import model_path, pinned_status
+from app.core.models.library import pinned_status
 
 _MB = 1e6
 _STEP = 5  # print a progress line every 5 %

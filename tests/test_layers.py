@@ -17,29 +17,24 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _top_level_imports(tree: ast.Module) -> list[ast.stmt]:
-    """The import statements that run when the module is imported (not those inside
-    functions, which run later, nor those under ``if TYPE_CHECKING``)."""
-    found: list[ast.stmt] = []
-    todo: list[ast.stmt] = list(tree.body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            found.append(node)
-        elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
-            todo += node.body + node.orelse
-        elif isinstance(node, ast.Try):
-            todo += node.body + node.orelse + node.finalbody
-    return found
+def _imports(tree: ast.Module) -> list[ast.stmt]:
+    """Every import statement, at module level or inside functions (a function-level import
+    only moves a circle to run time), except those under ``if TYPE_CHECKING``, which never
+    run."""
+    hidden = {id(n) for node in ast.walk(tree)
+              if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+              for n in ast.walk(node)}
+    return [node for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in hidden]
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the app modules it imports when it is imported."""
+    """Module -> the app modules it imports."""
     modules = {_module(p): p for p in APP.rglob("*.py")}
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for mod, path in modules.items():
         package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-        for node in _top_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8"))):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]

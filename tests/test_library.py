@@ -14,15 +14,13 @@ from app.cli_models import list_models
 from app.core import paths
 from app.core.errors import ModelFileError
 from app.core.models import catalog
+from app.core.models.files import derived_info_path, model_path, write_sidecar
 from app.core.models.library import (
     MAX_RECENT,
     Library,
-    derived_info_path,
     installed_path,
-    model_path,
     pinned_status,
     resolve_model,
-    write_sidecar,
 )
 
 

@@ -32,8 +32,9 @@ from app.core.gguf_reader import read_header
 from app.core.models import catalog, integrity
 from app.core.models.catalog import CatalogEntry
 from app.core.models.fetcher import fetch
+from app.core.models.files import installed_file, model_path, write_sidecar
 from app.core.models.integrity import ModelState, check_model, model_state, record_path
-from app.core.models.library import installed_file, model_path, pinned_status, write_sidecar
+from app.core.models.library import pinned_status
 from app.core.provenance import model_identity
 
 NAME = "tiny-pinned"

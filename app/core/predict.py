@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+import app.core.drafting.registry as registry
 from app.core.adaptive import CostModel
-from app.core.drafting import registry
 from app.core.events import Event, RoundEvent
 from app.core.llama_backend import LoadedModel
 from app.core.sampling import top_probability

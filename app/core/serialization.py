@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.core.drafting import registry
+import app.core.drafting.registry as registry
 from app.core.events import Event, RejectionEvent, RoundEvent, RunResult, RunSettings, TokenEvent
 from app.core.store import read_json
 from app.core.tracks import TRACK_ID, find_track

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core.drafting import registry
+import app.core.drafting.registry as registry
 from app.core.errors import RefusedError
 from app.core.events import RunSettings
 

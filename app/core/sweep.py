@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app.core.drafting import registry
+import app.core.drafting.registry as registry
 from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
 from app.core.gguf_info import inspect_model

@@ -38,6 +38,13 @@ class Prefills(Protocol):
     def prefill(self, prompt: list[int], cancel: threading.Event) -> None: ...
 
 
+class Explains(Protocol):
+    """Optional: a drafter that says why it did not draft (``notes``, read by the engine
+    after each proposal and at the end, shown under the run's summary)."""
+
+    notes: list[str]
+
+
 class Finishes(Protocol):
     """Optional: a drafter that keeps something of the finished answer for later runs."""
 

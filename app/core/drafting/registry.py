@@ -6,7 +6,8 @@ drafting, ...). Everything above the engine that differs between sources reads i
 settings validation (each ``Setting``'s range), the tracks (``app.core.tracks`` builds one
 per set of sources), the token colours and the legend, the sweep's parameters and the
 "will it pay?" formula (``cost``). Adding a source is one module plus one ``register`` line
-in ``app/core/drafting/sources.py``.
+in ``app/core/drafting/sources.py`` (which the package imports, so the built-in sources
+are registered before anything reads the registry).
 
 This module imports nothing from the engine: building a drafter gets what it needs through
 ``BuildContext``, whose fields are typed loosely here so that reading the registry (for a
@@ -135,8 +136,7 @@ _SOURCES: dict[str, DraftSource] = {}
 
 def register(source: DraftSource) -> DraftSource:
     """Add ``source`` (or replace one with the same id); its setting names must be new.
-    The built-in sources come first, whenever a plug-in registers."""
-    _load_builtin()
+    The built-in sources come first: the package registers them on import."""
     taken = {s.name: other.id for other in _SOURCES.values() if other.id != source.id
              for s in other.settings}
     for s in source.settings:
@@ -154,12 +154,10 @@ def unregister(source_id: str) -> None:
 
 def sources() -> tuple[DraftSource, ...]:
     """Every registered source, in registration order (the order of track ids)."""
-    _load_builtin()
     return tuple(_SOURCES.values())
 
 
 def get_source(source_id: str) -> DraftSource | None:
-    _load_builtin()
     return _SOURCES.get(source_id)
 
 
@@ -169,9 +167,3 @@ def all_settings() -> tuple[Setting, ...]:
 
 def setting(name: str) -> Setting | None:
     return next((s for s in all_settings() if s.name == name), None)
-
-
-def _load_builtin() -> None:
-    # The built-in sources register themselves on import; imported lazily so that this
-    # module stays importable from their modules.
-    from app.core.drafting import sources as _builtin  # noqa: F401

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.drafting import suffix
 from app.core.drafting.registry import BuildContext, DraftSource, Setting, register
+from app.core.drafting.suffix import SOURCE as SUFFIX
 
 MAX_NGRAM = 16  # the longest n-gram prompt lookup keeps tables for
 
@@ -67,4 +67,4 @@ register(DraftSource(
                        f"({get('ngram_min')})" if get("ngram_max") < get("ngram_min") else None),
 ))
 
-register(suffix.SOURCE)
+register(SUFFIX)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from app.core.models.catalog import CATALOG, CatalogEntry
-from app.core.models.library import derived_info_path, model_path, read_sidecar, write_sidecar
+from app.core.models.files import derived_info_path, model_path, read_sidecar, write_sidecar
 from app.core.store import atomic_write_text, read_json
 
 CHUNK = 1 << 20
