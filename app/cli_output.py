@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
 
 from app.cli_common import OutputError
@@ -94,12 +95,21 @@ def print_result(r: RunResult, streamed: bool) -> None:
         f"{r.prefill_seconds:.2f} s",
         file=sys.stderr,
     )
+    for note in r.notes:
+        print(f"[{r.track}] note: {note}", file=sys.stderr)
 
 
 def print_comparison(c: Comparison) -> None:
+    """The table of a comparison; with repeats, medians and each track's speedup range
+    (lowest-highest of its paired speedups); then the runs' notes."""
+    spread = c.repeats > 1
+    rng = f" {'range':>11}" if spread else ""
     head = (
-        f"{'track':<18} {'tok/s':>8} {'speedup':>8} {'accept':>7} {'mean len':>8} {'same':>5}  note"
+        f"{'track':<18} {'tok/s':>8} {'speedup':>8}{rng} {'accept':>7} {'mean len':>8} "
+        f"{'same':>5}  note"
     )
+    if spread:
+        print(f"medians of {c.repeats} interleaved repeats (range: lowest-highest speedup)")
     print(head)
     print("-" * len(head))
     for run in c.runs:
@@ -117,11 +127,23 @@ def print_comparison(c: Comparison) -> None:
             if run.same_text_as_baseline is None
             else ("yes" if run.same_text_as_baseline else "no")
         )
+        tps = r.tokens_per_second
+        cells = ""
+        if spread:
+            reps = run.repeats
+            low = min(reps.speedups) if reps and reps.speedups else None
+            high = max(reps.speedups) if reps and reps.speedups else None
+            if reps and reps.tokens_per_second:
+                tps = statistics.median(reps.tokens_per_second)
+            cells = f" {_fmt(low) + '-' + _fmt(high):>11}"
         print(
-            f"{r.track:<18} {r.tokens_per_second:>8.2f} {_fmt(run.speedup, '.2f'):>8} "
+            f"{r.track:<18} {tps:>8.2f} {_fmt(run.speedup, '.2f'):>8}{cells} "
             f"{_fmt(r.acceptance_rate, '.0%'):>7} {_fmt(r.mean_accepted_length):>8} "
             f"{same:>5}  {note}"
         )
+    for run in c.runs:
+        for text in run.result.notes:
+            print(f"note [{run.result.track}]: {text}")
 
 
 def write_csv(c: Comparison, path: str) -> None:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from app.core.drafting import registry
+import app.core.drafting.registry as registry
 from app.core.errors import DecodeLabError, RefusedError
 from app.core.events import RunSettings
 from app.core.settings_check import (
@@ -42,6 +42,19 @@ def _seed(text: str) -> int:
     if text.strip().lower() == "random":
         return secrets.randbelow(MAX_SEED + 1)
     return int(setting_type("seed")(text))
+
+
+MAX_REPEATS = 100
+
+
+def _repeats(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= n <= MAX_REPEATS:
+        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_REPEATS} (got {n})")
+    return n
 
 
 def _prompt_text(text: str) -> str:
@@ -132,6 +145,9 @@ def add_run_parsers(sub: Any) -> None:
     _add_common(cmp)
     cmp.add_argument("--tracks", required=True, help="comma-separated track ids")
     cmp.add_argument("--csv", help="also write one row per run to this CSV file")
+    cmp.add_argument("--repeats", type=_repeats, default=1, metavar="N",
+                     help=f"run the tracks N times, interleaved (1…{MAX_REPEATS}); report each "
+                          "track's median run and the spread of its speedups")
     cmp.set_defaults(func=cmd_compare)
 
 
@@ -221,7 +237,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     session = Session()
     try:
         result = compare(
-            session, target, draft, prompt, tracks, settings, cancel=_cancel_on_sigint()
+            session, target, draft, prompt, tracks, settings, cancel=_cancel_on_sigint(),
+            repeats=args.repeats,
         )
     finally:
         session.close()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from app.core.adaptive import CostModel, best_length, expected_tokens, worth_extending
+from app.core.adaptive import TRUST, CostModel, best_length, expected_tokens, worth_extending
 
 if TYPE_CHECKING:
     from app.core.drafting.draft_model import DraftModel
@@ -26,14 +26,19 @@ def test_expected_tokens_formula() -> None:
     assert expected_tokens([a] * k) == pytest.approx((1 - a ** (k + 1)) / (1 - a))
 
 
-def test_cost_model_interpolates_measured_sizes() -> None:
+def test_cost_model_takes_medians_and_interpolates_measured_sizes() -> None:
     c = CostModel()
-    c.observe(1, 0.10)
-    c.observe(5, 0.18)
-    assert c.batch(3) == pytest.approx(0.14)
+    for _ in range(TRUST):
+        for n, seconds in ((1, 0.10), (5, 0.18), (9, 0.26)):
+            c.observe(n, seconds)
     assert c.batch(1) == pytest.approx(0.10)
-    c.observe(1, 0.20)  # EMA: 0.10 + 0.2 * (0.20 - 0.10)
-    assert c.batch(1) == pytest.approx(0.12)
+    assert c.batch(5) == pytest.approx(0.18)
+    # Between measured sizes: the line through them (batch cost is near linear in n).
+    assert c.batch(7) == pytest.approx(0.22, rel=0.02)
+    c.observe(1, 0.30)  # one slow step among steady ones: the median does not move
+    assert c.batch(1) == pytest.approx(0.10)
+    c.observe(5, 0.54)  # nor does a slow batch
+    assert c.batch(5) == pytest.approx(0.18)
 
 
 def test_cost_model_keeps_batch_costs_in_steps_when_the_machine_drifts() -> None:
@@ -76,10 +81,12 @@ def test_worth_extending_stops_when_marginal_gain_falls() -> None:
 
 
 def _measured_costs(draft_step: float) -> CostModel:
-    """A target step of 0.1 s, batches of 2 and 5 at 1.2 and 1.8 steps."""
+    """A target step of 0.1 s, batches of 2 and 5 at 1.2 and 1.8 steps, each measured often
+    enough to be trusted (a single timing is not: see test_adaptive_noise.py)."""
     costs = CostModel()
-    for n, seconds in ((1, 0.10), (2, 0.12), (5, 0.18)):
-        costs.observe(n, seconds)
+    for _ in range(TRUST):
+        for n, seconds in ((1, 0.10), (2, 0.12), (5, 0.18)):
+            costs.observe(n, seconds)
     costs.observe_draft_step(draft_step)
     return costs
 

@@ -8,6 +8,7 @@ target's own sampling distribution after the prompt, whatever the draft proposes
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def test_first_token_distribution_matches_target(
         rejected = 0
         for seed in range(RUNS):
             r = session.run(
-                tiny_dense, tiny_draft, prompt, RunSettings(**{**s.to_dict(), "seed": seed})
+                tiny_dense, tiny_draft, prompt, replace(s, seed=seed)
             )
             counts[r.token_ids[0]] += 1
             rejected += r.n_drafted - r.n_accepted

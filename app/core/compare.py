@@ -7,19 +7,24 @@ where texts differ we report the first differing position and the baseline's mar
 
 from __future__ import annotations
 
+import copy
+import statistics
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from app.core.engine import EventSink
+from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
 from app.core.session import Session, render_prompt
-from app.core.verdict import NEAR_TIE, ComparedRun, Comparison, first_difference
+from app.core.verdict import NEAR_TIE, ComparedRun, Comparison, Repeats, first_difference
 
-__all__ = ["NEAR_TIE", "ComparedRun", "Comparison", "compare", "first_difference"]
+__all__ = ["NEAR_TIE", "ComparedRun", "Comparison", "Repeats", "compare", "first_difference"]
+
 
 def baseline_margin(
     session: Session,
@@ -46,31 +51,84 @@ def compare(
     prompt: str,
     tracks: list[str],
     s: RunSettings,
-    on_event: Callable[[str], EventSink] | None = None,
+    on_event: Callable[[str], EventSink | None] | None = None,
     cancel: threading.Event | None = None,
+    repeats: int = 1,
 ) -> Comparison:
-    """Run ``tracks`` in order (baseline first, added if missing) on the same prompt."""
+    """Run ``tracks`` in order (baseline first, added if missing) on the same prompt.
+
+    ``repeats`` > 1 runs the whole order that many times, interleaved (baseline, A, B,
+    baseline, A, B, ...), so that a slow minute of the machine hits every track alike; each
+    repeat starts from what the draft sources had learned before the comparison (a suffix
+    drafter would otherwise copy the answer of the repeat before). Each track is then
+    represented by its median run, its speedup is the median of the paired speedups (run
+    against the baseline of the same repeat) and ``ComparedRun.repeats`` holds them all.
+    ``on_event(track)`` is asked for a listener before every run.
+    """
+    if repeats < 1:
+        raise RefusedError(f"repeats must be at least 1 (got {repeats})")
     order = ["baseline", *[t for t in tracks if t != "baseline"]]
     for t in order:  # refuse before spending minutes on the first runs
         session.check(target_path, draft_path, replace(s, track=t))
-    results: list[RunResult] = []
-    for t in order:
-        if cancel is not None and cancel.is_set():
-            break
-        sink = on_event(t) if on_event else None
-        results.append(
-            session.run(target_path, draft_path, prompt, replace(s, track=t), sink, cancel)
-        )
-    base = results[0] if results else None
-    out = Comparison()
-    for r in results:
-        if base is None or r is base:
-            out.runs.append(ComparedRun(r, 1.0 if r is base else None, True if r is base else None))
+    learned = _snapshot(session.memory) if repeats > 1 else None
+    runs: list[list[RunResult]] = [[] for _ in order]  # by position in ``order``
+    for rep in range(repeats):
+        if rep and learned is not None:
+            session.memory = copy.deepcopy(learned)
+        for i, t in enumerate(order):
+            if cancel is not None and cancel.is_set():
+                break
+            sink = on_event(t) if on_event else None
+            runs[i].append(
+                session.run(target_path, draft_path, prompt, replace(s, track=t), sink, cancel)
+            )
+    if repeats == 1:
+        return _judged(session, target_path, prompt, s, [(r[0], None) for r in runs if r])
+    picked: list[tuple[RunResult, Repeats | None]] = []
+    for i, track_runs in enumerate(runs):
+        if not track_runs:
             continue
-        speed = r.tokens_per_second / base.tokens_per_second if base.tokens_per_second > 0 else None
+        paired = [r.tokens_per_second / b.tokens_per_second
+                  for r, b in zip(track_runs, runs[0], strict=False) if b.tokens_per_second > 0]
+        rep_stats = Repeats([r.tokens_per_second for r in track_runs], paired)
+        # The median run: by paired speedup where every run has one, else by its speed.
+        key = paired if i and len(paired) == len(track_runs) else rep_stats.tokens_per_second
+        picked.append((track_runs[key.index(statistics.median_low(key))], rep_stats))
+    out = _judged(session, target_path, prompt, s, picked)
+    out.repeats = repeats
+    return out
+
+
+def _snapshot(memory: dict[str, Any]) -> dict[str, Any] | None:
+    """A copy of the sources' memory to start each repeat from (None: cannot be copied)."""
+    try:
+        return copy.deepcopy(memory)
+    except (TypeError, copy.Error, RecursionError):
+        return None
+
+
+def _judged(
+    session: Session,
+    target_path: str | Path,
+    prompt: str,
+    s: RunSettings,
+    picked: list[tuple[RunResult, Repeats | None]],
+) -> Comparison:
+    """The comparison of the runs ``picked`` (the baseline's first) with their verdicts."""
+    out = Comparison()
+    if not picked:
+        return out
+    base, base_reps = picked[0]
+    out.runs.append(ComparedRun(base, 1.0, True, repeats=base_reps))
+    for r, reps in picked[1:]:
+        if reps is not None and reps.speedups:
+            speed: float | None = statistics.median(reps.speedups)
+        else:
+            speed = (r.tokens_per_second / base.tokens_per_second
+                     if base.tokens_per_second > 0 else None)
         diff = first_difference(base.token_ids, r.token_ids)
         n = min(len(base.token_ids), len(r.token_ids))
-        run = ComparedRun(r, speed, diff is None)
+        run = ComparedRun(r, speed, diff is None, repeats=reps)
         if diff is not None and diff < n and s.temperature <= 0:
             run.first_difference = diff
             run.baseline_margin = baseline_margin(

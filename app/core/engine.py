@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from app.core.adaptive import CostModel
+from app.core.adaptive import CostModel, prior_slope
 from app.core.drafting.base import Drafter, Proposal
 from app.core.errors import RefusedError
 from app.core.events import (
     Event,
+    NoteEvent,
     Origin,
     RejectionEvent,
     RoundEvent,
@@ -78,6 +79,7 @@ class Generation:
         self.emit = on_event or (lambda _e: None)
         self.cancel = cancel or threading.Event()
         self.costs = costs or CostModel()
+        self.costs.use_prior(prior_slope(target.info.file_size, target.info.n_params))
         if self.drafters and (target.is_recurrent or target.is_hybrid):
             # The engine's own guard, whatever the caller checked: a recurrent state
             # cannot drop a rejected draft, so speculation would silently corrupt it.
@@ -93,6 +95,11 @@ class Generation:
         self.n_drafted = self.n_accepted = self.n_rounds = 0
         self.draft_seconds = self.verify_seconds = 0.0
         self.t0 = 0.0
+        # Drafters may explain themselves (optional ``notes: list[str]``, e.g. why adaptive
+        # drafting did not draft): each new line goes out as a NoteEvent and into the result.
+        self.notes: list[str] = []
+        self._noters = [d for d in self.drafters if isinstance(getattr(d, "notes", None), list)]
+        self._heard = [0] * len(self._noters)
 
     # -- event helpers --------------------------------------------------------------------
     def _send(self, event: Event) -> None:
@@ -146,6 +153,11 @@ class Generation:
                 finish(self.history, len(self.prompt))
         if self.t0 == 0.0:
             self.t0 = prefill_end = end
+        self._hear_notes()
+        if s.adaptive and self.drafters and not self.n_drafted and not self.notes \
+                and stop != "cancelled" and self.answer:
+            self._note("adaptive drafting drafted nothing: no draft source proposed a draft "
+                       "worth verifying")
         return RunResult(
             track=s.track,
             text=self.text.finish(),
@@ -163,7 +175,19 @@ class Generation:
             effective={},
             token_ids=list(self.answer),
             events=self.events,
+            notes=self.notes,
         )
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        self.emit(NoteEvent(text, len(self.answer), time.perf_counter() - self.t0))
+
+    def _hear_notes(self) -> None:
+        for i, drafter in enumerate(self._noters):
+            said: list[str] = drafter.notes  # type: ignore[attr-defined]
+            for text in said[self._heard[i]:]:
+                self._note(text)
+            self._heard[i] = len(said)
 
     def _loop(self, pending: int) -> StopReason:
         s = self.settings
@@ -180,9 +204,12 @@ class Generation:
             rnd += 1
             limit = min(s.draft_max, remaining - 1, room)
             # Adaptive drafting needs the cost of a plain step to weigh drafts against: the
-            # first round measures it (it yields a token like any other round).
-            measure_step = s.adaptive and self.costs.step is None
+            # first rounds of a fresh cost model measure it (yielding a token like any other
+            # round), more than once, since one timing may be a slow one.
+            measure_step = s.adaptive and self.costs.wants_step()
             proposal = self._propose(limit) if limit > 0 and not measure_step else Proposal()
+            if self._noters:
+                self._hear_notes()
             stop = self._verify(pending, proposal, rnd)
             if stop is not None:
                 return stop

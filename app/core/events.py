@@ -2,7 +2,8 @@
 
 ``TokenEvent`` for each token that becomes part of the answer, ``RejectionEvent`` for each
 proposed token the target did not take, ``RoundEvent`` for each verification round, and
-one ``RunResult`` at the end.
+one ``RunResult`` at the end. ``NoteEvent`` (why adaptive drafting does not draft, ...) goes
+to the live listener only; the result keeps its text in ``RunResult.notes``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from app.core.drafting import registry
+import app.core.drafting.registry as registry
 
 Origin = Literal["target", "accepted"]
 # The id of the draft source (``app.core.drafting`` registry) a token came from.
@@ -63,7 +64,21 @@ class RoundEvent:
         return asdict(self)
 
 
-Event = TokenEvent | RejectionEvent | RoundEvent
+@dataclass(frozen=True, slots=True)
+class NoteEvent:
+    """Something the run wants the user to know, as it happens (also in ``RunResult.notes``,
+    never in ``RunResult.events``)."""
+
+    text: str
+    position: int  # answer tokens so far
+    t: float
+    kind: str = "note"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Event = TokenEvent | RejectionEvent | RoundEvent | NoteEvent
 
 
 @dataclass
@@ -89,6 +104,12 @@ class RunSettings:
     draft_gpu_layers: int = 0
     # The draft sources' own settings by name (``registry.Setting``); absent: its default.
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One value, one form: a setting at its default is absent, so that settings read
+        # back from JSON (where every setting is written) equal the ones that were saved.
+        self.options = {k: v for k, v in self.options.items()
+                        if (spec := registry.setting(k)) is None or v != spec.default}
 
     def option(self, name: str) -> Any:
         if name in self.options:
@@ -141,6 +162,9 @@ class RunResult:
     token_ids: list[int] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     error: str | None = None
+    # What the run wants the user to know, one line each (why adaptive drafting did not
+    # draft, ...); JSON key ``notes``.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -176,6 +200,7 @@ class RunResult:
             "effective": self.effective,
             "token_ids": self.token_ids,
             "error": self.error,
+            "notes": self.notes,
         }
         if with_events:
             d["events"] = [e.to_dict() for e in self.events]

@@ -1,4 +1,14 @@
 """Track 1's draft source: a small model with the target's tokenizer drafts token by token.
+
+Adaptive drafting plans each round's length from the pair's acceptance and the measured
+costs (``app.core.adaptive``), and guards against deciding from noise or from the past:
+- what earlier runs learned about the pair weighs at most CARRIED judged drafts, and a run
+  whose carried acceptance says "does not pay" probes in its first round anyway;
+- while this run's recent acceptance is high, it drafts at least the fixed K that
+  acceptance supports (``floor_length``), drafting those tokens by the fixed rule (p-min);
+- a draft that the final cut keeps nothing of is followed by plain rounds (doubling) in
+  which the draft model does not run at all;
+- when it decides not to draft, ``notes`` says why (the engine passes them on).
 """
 
 from __future__ import annotations
@@ -8,7 +18,15 @@ import time
 
 import numpy as np
 
-from app.core.adaptive import MAX_CHANCE, CostModel, best_length, worth_extending
+from app.core.adaptive import (
+    MAX_CHANCE,
+    STEP_SAMPLES,
+    CostModel,
+    Recent,
+    best_length,
+    floor_length,
+    worth_extending,
+)
 from app.core.drafting.base import Proposal
 from app.core.llama_backend import ContextFull, LoadedModel
 from app.core.sampling import Distribution, SamplerSettings, distribution, top_probability
@@ -22,12 +40,26 @@ UNLIKELY = 0.35
 # batch of two costs 1.6 steps, probing every 8th round made adaptive Track 1 0.8x).
 PROBE_EVERY = 8
 MAX_PROBE_EVERY = 128
+# A probe drafts by the fixed rule (stop below p-min) up to this many tokens.
+PROBE_LENGTH = 4
 # A draft batch longer than this, after plain steps, teaches what catching up costs.
 CATCH_UP_MIN = 4
+# What earlier runs learned about the pair counts as at most this many judged drafts in a
+# new run: a prose run's low acceptance must not keep a code run from drafting.
+CARRIED = 12.0
+# Plain rounds, at most, after a draft the final cut kept nothing of.
+MAX_COOLDOWN = 8
 
 
 def new_bands() -> list[list[float]]:
     return [[0.0, 0.0] for _ in range(CONFIDENCE_BANDS)]
+
+
+def carried(bands: list[list[float]]) -> list[list[float]]:
+    """``bands`` scaled down to at most CARRIED judged drafts (rates unchanged)."""
+    seen = sum(b[1] for b in bands)
+    scale = min(1.0, CARRIED / seen) if seen else 1.0
+    return [[b[0] * scale, b[1] * scale] for b in bands]
 
 
 class DraftModel:
@@ -53,11 +85,23 @@ class DraftModel:
         self.rng = rng
         self._cached: list[int] = []
         # Calibration curve: acceptance observed per band of the draft's own confidence,
-        # [accepted, judged]; the caller may share it across runs of the same pair.
-        self._bands = bands if bands is not None else new_bands()
+        # [accepted, judged]. ``_memory`` is the caller's, kept across runs of the same pair;
+        # this run decides from ``_bands``, where the earlier runs weigh little.
+        self._memory = bands if bands is not None else new_bands()
+        self._bands = carried(self._memory)
         self._last_bands: list[int] = []
+        self.recent = Recent()
         self._skipped = 0
         self._probe_every = PROBE_EVERY
+        self._asked = 0
+        self._cooldown = 0
+        self._empty_cuts = 0
+        self._prompt_tokens = 0
+        self._paused = False
+        self._kept = 0  # rounds that drafted
+        # Why adaptive drafting did not draft, for the run's result (see the module doc).
+        self.notes: list[str] = []
+        self._said: set[str] = set()
 
     def reset(self) -> None:
         self.model.reset()
@@ -70,6 +114,7 @@ class DraftModel:
             with self.model.abortable(cancel):
                 self.model.eval(prompt[:-1], 0)
         self._cached = list(prompt[:-1])
+        self._prompt_tokens = len(prompt)
 
     def _common(self, history: list[int]) -> int:
         """How many leading tokens of ``history`` the draft's KV cache already holds."""
@@ -121,38 +166,54 @@ class DraftModel:
         if limit <= 0:
             return prop
         t0 = time.perf_counter()
+        self._asked += 1
         probing = False
         typical = 0.0
+        floor = 0  # tokens drafted by the fixed rule and kept whatever the cut says
         common = self._common(history)
         if self.adaptive:
             # Plan the length from the pair's conditional acceptance so far and the measured
             # costs; while drafting, stop early only at a token that is likely rejected.
             typical = self.overall_chance()
+            draft = self.costs.draft_step
             # After plain steps the draft first catches up on them: that round pays for it.
-            catch_up = self.costs.catch_up(len(history) - 1 - common)
-            plan = best_length([typical] * limit, self.costs, self.costs.draft_step, min_length,
-                               catch_up)
+            behind = len(history) - 1 - common
+            catch_up = self.costs.catch_up(behind)
+            floor = floor_length(self.recent, limit, self.costs, draft, min_length)
+            # When even certain acceptance would not pay for the measured costs and the
+            # probe's catch-up, no acceptance a probe could find changes that: do not probe
+            # at all (on a Q4_K_M target here each probe's catch-up cost about 0.3 s, a tenth
+            # of the run's time with three of them). The catch-up is paid once for drafting
+            # that would go on, so it is spread over PROBE_EVERY rounds: a long pause must
+            # not rule out drafting for the rest of the run.
+            certain = best_length([MAX_CHANCE] * limit, self.costs, draft, min_length,
+                                  catch_up / PROBE_EVERY, optimistic=True)
+            if certain and self._asked == 1 and behind <= STEP_SAMPLES:
+                # Whatever earlier runs concluded, a run's first round, with the draft (nearly)
+                # in sync where a probe costs least, drafts what fixed drafting would.
+                floor = max(floor, min(limit, max(min_length, PROBE_LENGTH)))
+            plan = max(floor, best_length([typical] * limit, self.costs, draft, min_length,
+                                          catch_up, optimistic=True))
+            if plan and not floor and self._cooldown:
+                # The last draft was cut to nothing: the draft model rests for a while.
+                self._cooldown -= 1
+                return self._plain(prop, t0)
             if plan:
                 self._skipped, self._probe_every = 0, PROBE_EVERY
             else:
                 self._skipped += 1
-                # When even certain acceptance would not pay for the measured costs and the
-                # probe's catch-up, no acceptance a probe could find changes that: do not
-                # probe at all (on a Q4_K_M target here each probe's catch-up cost about
-                # 0.3 s, a tenth of the run's time with three of them). The catch-up is paid
-                # once for drafting that would go on, so it is spread over PROBE_EVERY
-                # rounds: a long pause must not rule out drafting for the rest of the run.
-                certain = best_length([MAX_CHANCE] * limit, self.costs, self.costs.draft_step,
-                                      min_length, catch_up / PROBE_EVERY)
                 if not certain or self._skipped < self._probe_every:
                     # A plain step, and not even a draft step to keep the draft's cache in
                     # sync: it catches up in one batch when drafting resumes.
-                    prop.seconds = time.perf_counter() - t0
-                    return prop
+                    self._explain(history, typical, certain=bool(certain))
+                    return self._plain(prop, t0)
                 self._skipped = 0
                 self._probe_every = min(MAX_PROBE_EVERY, 2 * self._probe_every)
             probing = not plan
-            limit = max(min_length, plan)
+            if probing:
+                limit = floor = min(limit, max(min_length, PROBE_LENGTH))
+            else:
+                limit = plan
         try:
             row = self._sync(history, common)
         except ContextFull:
@@ -169,9 +230,10 @@ class DraftModel:
                 token = q.sample(self.rng)
                 conf = q.prob(token)
             chance = self.chance(conf)
-            # Fixed mode stops on low confidence as llama.cpp does; adaptive mode on a
-            # low learned chance of acceptance.
-            low = chance < UNLIKELY if self.adaptive else conf < self.p_min
+            # Fixed mode (and the floor of adaptive mode) stops on low confidence as
+            # llama.cpp does; adaptive mode beyond it on a low learned chance of acceptance.
+            fixed = not self.adaptive or len(prop.tokens) < floor
+            low = conf < self.p_min if fixed else chance < UNLIKELY
             if low and len(prop.tokens) >= min_length:
                 break
             prop.tokens.append(token)
@@ -180,8 +242,9 @@ class DraftModel:
             confidences.append(conf)
             if len(prop.tokens) >= limit:
                 break
-            if (self.adaptive and not probing
-                    and not worth_extending(chances, typical, self.costs, self.costs.draft_step)):
+            if (self.adaptive and not probing and len(prop.tokens) >= floor
+                    and not worth_extending(chances, typical, self.costs, self.costs.draft_step,
+                                            optimistic=True)):
                 break  # after a doubtful token another draft step would not pay for itself
             try:
                 row = self.model.eval([token], 1)[0]
@@ -191,17 +254,68 @@ class DraftModel:
             self.costs.observe_draft_step(time.perf_counter() - step0)
         if self.adaptive and prop.tokens and not probing:
             # The drafting is spent whichever prefix is verified: only verify costs weigh.
-            keep = best_length(chances, self.costs, 0.0, min_length)
+            keep = max(min(floor, len(prop.tokens)),
+                       best_length(chances, self.costs, 0.0, min_length, optimistic=True))
             prop.tokens, prop.q = prop.tokens[:keep], prop.q[:keep]
+            if keep:
+                self._empty_cuts = 0
+            else:
+                # The plan said draft, these tokens did not pay: rest the draft model for
+                # 1, 2, 4 ... rounds rather than pay a sync and a draft step every round.
+                self._empty_cuts += 1
+                self._cooldown = min(MAX_COOLDOWN, 2 ** (self._empty_cuts - 1))
+                if self._cooldown == MAX_COOLDOWN:
+                    self._explain(history, typical, certain=True)
+        self._kept += bool(prop.tokens)
+        if prop.tokens and self._paused and not probing:
+            self._paused = False
+            self._say("resumed", f"adaptive drafting resumed at answer token "
+                      f"{self._position(history)}")
         self._last_bands = [self._band(c) for c in confidences[: len(prop.tokens)]]
         prop.seconds = time.perf_counter() - t0
         return prop
 
+    @staticmethod
+    def _plain(prop: Proposal, t0: float) -> Proposal:
+        prop.seconds = time.perf_counter() - t0
+        return prop
+
+    def _position(self, history: list[int]) -> int:
+        return max(0, len(history) - self._prompt_tokens)
+
+    def _say(self, kind: str, text: str) -> None:
+        if kind not in self._said:
+            self._said.add(kind)
+            self.notes.append(text)
+
+    def _explain(self, history: list[int], typical: float, certain: bool) -> None:
+        """Note, once a run, that drafting stops and why (and later if it resumes)."""
+        if self._paused:
+            return
+        self._paused = True
+        step = self.costs.step or self.costs.batch(1)
+        costs = (f"a verify batch of 2 at {self.costs.steps(2, True):.2f} steps and a draft "
+                 f"step of {self.costs.draft_step / step:.2f} steps")
+        if not certain:
+            why = f"even drafts always accepted cannot pay for {costs}"
+        elif self._empty_cuts:
+            why = (f"its drafts were cut to nothing {self._empty_cuts} times in a row (the "
+                   f"draft model is unsure here); trying again every {MAX_COOLDOWN} rounds")
+        else:
+            why = (f"acceptance {typical:.2f} cannot pay for {costs}; probing every "
+                   f"{PROBE_EVERY}+ rounds")
+        what = "paused" if self._kept else "did not draft"
+        self._say("paused", f"adaptive drafting {what} from answer token "
+                  f"{self._position(history)}: {why}")
+
     def observe(self, proposal: Proposal, accepted: int) -> None:
         # Tokens after the first rejection were never judged: they teach nothing.
         for i, band in enumerate(self._last_bands[: accepted + 1]):
-            self._bands[band][0] += 1.0 if i < accepted else 0.0
-            self._bands[band][1] += 1.0
+            hit = 1.0 if i < accepted else 0.0
+            for bands in (self._bands, self._memory):
+                bands[band][0] += hit
+                bands[band][1] += 1.0
+        self.recent.add(len(proposal.tokens), accepted)
 
 
 def learned_acceptance(memory: dict[object, list[list[float]]], target_path: str,

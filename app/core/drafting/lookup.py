@@ -13,7 +13,14 @@ text (drafts included) that has been seen votes for its most frequent continuati
   occurrence, and the draft is cut where the expected tokens per second peak for the
   measured batch costs. A long agreeing context means the answer is copying a passage;
   a bare one-token match is a guess that still pays when a batch of two costs little more
-  than one step. Nothing is drafted when nothing matches.
+  than one step. Nothing is drafted when nothing matches. Decisions come from the cost
+  model's optimistic view (a batch size measured too few times to trust costs its fastest
+  timing, at most a little above what the other sizes and the prior say);
+  while the run's recent acceptance is high, the votes fixed K would draft are kept up to
+  the length that acceptance supports (``floor_length``); and when the cut keeps none of
+  what fixed K would draft, round after round, one token is drafted anyway after 8, 16 ...
+  such rounds, so that a wrong view of the costs cannot stop drafting for a whole run.
+  ``notes`` says why a run drafted nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import bisect
 import time
 from dataclasses import dataclass, field
 
-from app.core.adaptive import MAX_CHANCE, CostModel, best_length
+from app.core.adaptive import MAX_CHANCE, CostModel, Recent, best_length, floor_length
 from app.core.drafting.base import Proposal
 
 # llama.cpp's common/ngram-cache.cpp "lax" thresholds for n = 1, 2 (n >= 3: one sample, 50%).
@@ -34,6 +41,10 @@ AGREEMENT_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24)
 MAX_CONTEXT = 32
 MAX_SPOTS = 16  # recent occurrences kept per n-gram, to measure agreeing context
 PRIOR_WEIGHT = 4.0  # pseudo-observations behind the prior of each learned chance
+# Rounds whose fixed-K draft the adaptive cut removed before one token of it is drafted
+# anyway; doubling after each such probe, up to MAX_PROBE_EVERY.
+PROBE_EVERY = 8
+MAX_PROBE_EVERY = 128
 
 
 def prior_chance(agreement: int, share: float) -> float:
@@ -63,6 +74,7 @@ class Vote:
     token: int
     agreement: int  # tokens of context shared with an earlier occurrence followed by token
     share: float  # the token's fraction of the votes
+    lax: bool = True  # fixed K (llama.cpp's thresholds) would draft it too
 
 
 def _share_band(share: float) -> int:
@@ -91,6 +103,12 @@ class PromptLookup:
         self._spots: dict[tuple[int, ...], list[int]] = {}
         self._indexed = 0
         self._keys: list[tuple[int, int, bool]] = []
+        self.recent = Recent()
+        self._starved = 0
+        self._probe_every = PROBE_EVERY
+        self._matched = self._drafted = 0
+        self._best_chance = 0.0
+        self.notes: list[str] = []
 
     def reset(self) -> None:
         self._votes.clear()
@@ -126,10 +144,9 @@ class PromptLookup:
                 continue
             total = sum(votes.values())
             token, count = max(votes.items(), key=lambda kv: kv[1])
-            if not self.adaptive and (
-                total < LAX_MIN_SAMPLES.get(n, 1)
-                or count < LAX_MIN_SHARE.get(n, DEFAULT_MIN_SHARE) * total
-            ):
+            lax = (total >= LAX_MIN_SAMPLES.get(n, 1)
+                   and count >= LAX_MIN_SHARE.get(n, DEFAULT_MIN_SHARE) * total)
+            if not self.adaptive and not lax:
                 continue  # llama.cpp falls back to a shorter n-gram
             if not self.adaptive:
                 # Fixed K only needs the token: agreement weighs adaptive drafts.
@@ -142,7 +159,7 @@ class PromptLookup:
                 ),
                 default=0,
             )
-            return Vote(token, n + context, count / total)
+            return Vote(token, n + context, count / total, lax)
         return None
 
     def propose(self, history: list[int], limit: int, min_length: int = 1) -> Proposal:
@@ -152,6 +169,7 @@ class PromptLookup:
         text = list(history)
         keys: list[tuple[int, int, bool]] = []
         chances: list[float] = []
+        lax = 0  # leading drafts fixed K would draft
         while len(prop.tokens) < limit:
             vote = self._vote(text)
             if vote is None:
@@ -162,9 +180,12 @@ class PromptLookup:
             keys.append(key)
             chances.append(self.stats.chance(key, prior_chance(vote.agreement, vote.share)))
             text.append(vote.token)
+            if vote.lax and lax == len(prop.tokens) - 1:
+                lax += 1
         keep = len(prop.tokens)
+        self._matched += keep > 0
         if self.adaptive and keep:
-            keep = best_length(chances, self.costs, 0.0, min_length)
+            keep = self._adaptive_cut(chances, lax, limit, min_length)
         if keep < min_length:
             keep = 0
         prop.tokens = prop.tokens[:keep]
@@ -173,7 +194,39 @@ class PromptLookup:
         prop.seconds = time.perf_counter() - t0
         return prop
 
+    def _adaptive_cut(self, chances: list[float], lax: int, limit: int, min_length: int) -> int:
+        """How many of the drafts to keep: the most expected tokens per second, at least the
+        floor's share of the fixed-K drafts, and a one-token probe now and then."""
+        self._best_chance = max(self._best_chance, chances[0])
+        keep = best_length(chances, self.costs, 0.0, min_length, optimistic=True)
+        floor = min(lax, floor_length(self.recent, limit, self.costs, 0.0, min_length))
+        keep = max(keep, floor)
+        if keep == 0 and lax >= min_length:
+            self._starved += 1
+            if self._starved >= self._probe_every:
+                self._starved = 0
+                self._probe_every = min(MAX_PROBE_EVERY, 2 * self._probe_every)
+                keep = min_length
+        return keep
+
     def observe(self, proposal: Proposal, accepted: int) -> None:
         # The accepted drafts and the first rejected one were judged; later ones were not.
         for i, key in enumerate(self._keys[: accepted + 1]):
             self.stats.record(key, i < accepted)
+        self.recent.add(len(proposal.tokens), accepted)
+        self._drafted += 1
+
+    def finish(self, history: list[int], prompt_tokens: int) -> None:
+        """Say why a run drafted nothing (``notes``)."""
+        if self._drafted:
+            return
+        if not self._matched:
+            strict = "" if self.adaptive else " with a clear enough vote for fixed drafting"
+            self.notes.append("prompt lookup drafted nothing: no n-gram of the answer matched "
+                              f"the prompt or the answer before it{strict}")
+        elif self.adaptive:
+            rounds = f"{self._matched} round{'s' if self._matched != 1 else ''}"
+            self.notes.append(
+                f"adaptive prompt lookup drafted nothing: {rounds} found a match, none likely "
+                f"enough (best chance {self._best_chance:.2f}) to pay for a verify batch of 2 "
+                f"at {self.costs.steps(2, True):.2f} steps")
