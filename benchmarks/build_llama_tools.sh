@@ -127,7 +127,9 @@ if [[ -z "$SDIST" ]]; then
         log "downloading llama-cpp-python==$VERSION sdist into $DL_DIR"
         # PyPI ships only the sdist. pip prepares its metadata in an isolated build env
         # (fetches scikit-build-core); that does not compile anything.
-        "$PYTHON" -m pip download --no-deps --no-binary :all: \
+        # Only this package as source: ":all:" would also build its build dependencies
+        # from source, one nested pip after another (over 20 minutes here, never finished).
+        "$PYTHON" -m pip download --no-deps --no-binary llama-cpp-python \
             "llama-cpp-python==$VERSION" -d "$DL_DIR" >&2 \
             || die "pip download failed"
         SDIST="$(ls "$DL_DIR"/llama_cpp_python-"$VERSION".tar.gz 2>/dev/null | head -n1 || true)"

@@ -90,6 +90,9 @@ def plan(args: argparse.Namespace, ks: list[int], base: RunSettings, target: str
          tools: Path, t: str, common: list[str], prompt: str) -> list[tuple[str, Job]]:
     """The configurations of one repeat, ours next to llama.cpp's counterpart."""
     theirs = not args.skip_theirs
+    # Suffix drafting without its tree of earlier answers: every repeat answers the same
+    # prompt, and the earlier identical answer would be drafted whole (not a fair figure).
+    suffix_base = base.with_options(suffix_history=False)
     steps: list[tuple[str, Job]] = [("ours baseline", (replace(base, track="baseline"), None))]
     if theirs:
         steps.append(("llama-completion", [str(tools / "llama-completion"), "-m", target, "-p",
@@ -111,6 +114,12 @@ def plan(args: argparse.Namespace, ks: list[int], base: RunSettings, target: str
             steps.append((f"llama-lookup K={k}",
                           [str(tools / "llama-lookup"), "-m", target, "--spec-draft-n-max",
                            str(k), "-p", prompt, *common]))
+        if "suffix" in wanted:
+            fixed = replace(suffix_base, track="suffix", draft_max=k, adaptive=False)
+            steps.append((f"ours suffix K={k}", (fixed, None)))
+    if "suffix" in wanted:
+        adaptive = replace(suffix_base, track="suffix", draft_max=16)
+        steps.append(("ours suffix adaptive", (adaptive, None)))
     if "draft" in wanted:
         steps.append(("ours draft adaptive", (replace(base, track="draft", draft_max=16),
                                               draft)))
@@ -192,7 +201,7 @@ def main() -> int:
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--tools", default=str(TOOLS))
     ap.add_argument("--skip-theirs", action="store_true")
-    ap.add_argument("--tracks", default="draft,lookup",
+    ap.add_argument("--tracks", default="draft,lookup",  # also: suffix
                     help="which speculating tracks to run (baselines always run)")
     ap.add_argument("--adaptive-only", action="store_true",
                     help="only baseline and the adaptive tracks (ours)")
