@@ -95,9 +95,9 @@ def test_summary_and_speedup() -> None:
         events=[rnd(1, 3, 3), rnd(2, 3, 0)],
     )
     s = metrics.summarize(result, baseline_tokens_per_second=25.0)
-    assert s.tokens_per_second == pytest.approx(50.0)
+    assert s.result.tokens_per_second == pytest.approx(50.0)
     assert s.speedup == pytest.approx(2.0)
-    assert s.acceptance_rate == pytest.approx(0.5)
-    assert s.mean_accepted_length == pytest.approx(1.5)
+    assert s.result.acceptance_rate == pytest.approx(0.5)
+    assert s.result.mean_accepted_length == pytest.approx(1.5)
     assert metrics.speedup(10.0, None) is None
     assert metrics.speedup(10.0, 0.0) is None

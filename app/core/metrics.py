@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from app.core.events import Event, RoundEvent, RunResult, TokenEvent
+from app.core.verdict import ComparedRun
 
 MIN_TIME = 0.05
 DEFAULT_WINDOW = 1.0
@@ -41,26 +42,6 @@ class Acceptance:
     rolling: list[float] = field(default_factory=list)
     cumulative: list[float] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The numbers shown next to the plots for one run."""
-
-    tokens_per_second: float
-    speedup: float | None
-    acceptance_rate: float | None
-    mean_accepted_length: float | None
-    draft_seconds: float
-    verify_seconds: float
-    generation_seconds: float
-    prefill_seconds: float
-    prompt_tokens: int
-    n_generated: int
-    n_drafted: int
-    n_accepted: int
-    n_rounds: int
-    stop_reason: str
 
 
 def throughput(times: Sequence[float], window: float = DEFAULT_WINDOW) -> Throughput:
@@ -110,25 +91,11 @@ def speedup(tokens_per_second: float, baseline_tokens_per_second: float | None) 
     return tokens_per_second / baseline_tokens_per_second
 
 
-def summarize(result: RunResult, baseline_tokens_per_second: float | None = None) -> Summary:
-    """The summary of a finished run, with the speedup against ``baseline`` if given."""
-    tps = result.tokens_per_second
-    return Summary(
-        tokens_per_second=tps,
-        speedup=speedup(tps, baseline_tokens_per_second),
-        acceptance_rate=result.acceptance_rate,
-        mean_accepted_length=result.mean_accepted_length,
-        draft_seconds=result.draft_seconds,
-        verify_seconds=result.verify_seconds,
-        generation_seconds=result.generation_seconds,
-        prefill_seconds=result.prefill_seconds,
-        prompt_tokens=result.prompt_tokens,
-        n_generated=result.n_generated,
-        n_drafted=result.n_drafted,
-        n_accepted=result.n_accepted,
-        n_rounds=result.n_rounds,
-        stop_reason=result.stop_reason,
-    )
+def summarize(result: RunResult, baseline_tokens_per_second: float | None = None) -> ComparedRun:
+    """A finished run with its speedup against ``baseline`` if given: the same verdict type
+    a comparison gives each run (the window's summary shows it)."""
+    return ComparedRun(result, speedup(result.tokens_per_second, baseline_tokens_per_second),
+                       None)
 
 
 def answer_text(events: Iterable[Event]) -> str:

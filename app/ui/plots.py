@@ -10,7 +10,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from app.core.metrics import ROUND_WINDOW, LiveMetrics, Summary
+from app.core.metrics import ROUND_WINDOW, LiveMetrics
+from app.core.verdict import ComparedRun
 
 pg.setConfigOptions(antialias=False, background="w", foreground="#3a4250")
 
@@ -176,7 +177,8 @@ class SummaryPanel(QGroupBox):
         self.set("generated", f"{m.n_tokens} tokens, {m.n_rejected} rejected")
         self.set("stop", "running…")
 
-    def show_summary(self, s: Summary, speedup_note: str) -> None:
+    def show_summary(self, verdict: ComparedRun, speedup_note: str) -> None:
+        s = verdict.result
         self.set("tps", f"{s.tokens_per_second:.1f}")
         self.set("speedup", speedup_note)
         self.set("acceptance", _fmt_rate(s.acceptance_rate)
