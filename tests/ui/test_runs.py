@@ -189,3 +189,19 @@ def test_broken_model_shows_an_error_and_the_app_stays_usable(
     result = run_and_wait(qtbot, window)
     assert result is not None and result.n_generated > 0
     assert window.error_banner.isHidden()
+
+
+def test_a_baseline_sets_the_speedup_only_of_runs_with_its_speed_settings(
+    qtbot: Any, window: MainWindow, tiny_dense: Path
+) -> None:
+    def run(track: str, threads: int) -> str:
+        setup_run(qtbot, window, tiny_dense, track, 24)
+        window.tracks.settings.threads.setValue(threads)
+        with qtbot.waitSignal(window.run_ended, timeout=60000):
+            qtbot.mouseClick(window.prompt.run_button, Qt.MouseButton.LeftButton)
+        return window.summary.values["speedup"].text()
+
+    assert "this run is the baseline" in run("baseline", 1)
+    assert "vs baseline" in run("lookup", 1)  # same speed settings: compared
+    # A baseline measured with 1 thread must not set the speedup of a 2-thread run.
+    assert "vs baseline" not in run("lookup", 2)
