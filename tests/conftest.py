@@ -116,3 +116,18 @@ def qwen_pair() -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     return _require("gemma3-270m")
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throw-away models folder (not created) and home, for fetcher tests."""
+    folder = tmp_path / "models"
+    monkeypatch.setenv("DECODELAB_MODELS_DIR", str(folder))
+    monkeypatch.setenv("DECODELAB_HOME", str(tmp_path / "home"))
+    return folder
+
+
+@pytest.fixture
+def wheelhouse(tmp_path: Path) -> Path:
+    """Where fetcher tests put the local wheels they install from (no network)."""
+    return tmp_path / "wheelhouse"

@@ -74,19 +74,6 @@ def make_model(
     )
 
 
-@pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "models"
-    monkeypatch.setenv("DECODELAB_MODELS_DIR", str(folder))
-    monkeypatch.setenv("DECODELAB_HOME", str(tmp_path / "home"))
-    return folder
-
-
-@pytest.fixture
-def wheelhouse(tmp_path: Path) -> Path:
-    return tmp_path / "wheelhouse"
-
-
 def offline(wheelhouse: Path) -> tuple[str, ...]:
     return ("--no-index", "--find-links", str(wheelhouse))
 

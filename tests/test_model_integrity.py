@@ -41,19 +41,6 @@ NAME = "tiny-pinned"
 
 
 @pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "models"
-    monkeypatch.setenv("DECODELAB_MODELS_DIR", str(folder))
-    monkeypatch.setenv("DECODELAB_HOME", str(tmp_path / "home"))
-    return folder
-
-
-@pytest.fixture
-def wheelhouse(tmp_path: Path) -> Path:
-    return tmp_path / "wheelhouse"
-
-
-@pytest.fixture
 def table(tiny_dir: Path, wheelhouse: Path) -> dict[str, CatalogEntry]:
     """A pinned entry whose bytes are a real tiny GGUF, split over two wheels."""
     data = tiny_models.dense_llama(tiny_dir).read_bytes()

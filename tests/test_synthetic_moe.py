@@ -115,12 +115,10 @@ def test_cli_inspect_shows_the_experts(tiny_synthetic: Path) -> None:
 
 
 @pytest.fixture
-def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setenv("DECODELAB_MODELS_DIR", str(folder))
-    monkeypatch.setenv("DECODELAB_HOME", str(tmp_path / "home"))
-    return folder
+def models_dir(models_dir: Path) -> Path:
+    """conftest's throw-away models folder, made beforehand: these tests write into it."""
+    models_dir.mkdir()
+    return models_dir
 
 
 def installed_source(models_dir: Path, source: Path) -> CatalogEntry:

@@ -77,7 +77,7 @@ class Vote:
     lax: bool = True  # fixed K (llama.cpp's thresholds) would draft it too
 
 
-def _share_band(share: float) -> int:
+def share_band(share: float) -> int:
     return 0 if share >= 0.999 else 1 if share >= 0.66 else 2 if share >= 0.5 else 3
 
 
@@ -175,7 +175,7 @@ class PromptLookup:
             if vote is None:
                 break
             band = bisect.bisect_right(AGREEMENT_BUCKETS, vote.agreement)
-            key = (band, _share_band(vote.share), bool(prop.tokens))
+            key = (band, share_band(vote.share), bool(prop.tokens))
             prop.tokens.append(vote.token)
             keys.append(key)
             chances.append(self.stats.chance(key, prior_chance(vote.agreement, vote.share)))

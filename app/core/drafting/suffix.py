@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from app.core.adaptive import CostModel, best_length
 from app.core.drafting.base import Proposal
-from app.core.drafting.lookup import AGREEMENT_BUCKETS, LookupStats, _share_band, prior_chance
+from app.core.drafting.lookup import AGREEMENT_BUCKETS, LookupStats, share_band, prior_chance
 from app.core.drafting.registry import BuildContext, DraftSource, Setting
 
 # Memory bound of one target model's earlier answers: a node costs 130-280 bytes (measured
@@ -341,7 +341,7 @@ class SuffixDrafter:
         """The draft length with the most expected tokens per second (suffix drafts cost
         nothing to make, so only the verify batch weighs)."""
         pairs = list(zip(cand.contexts, cand.shares, strict=True))
-        keys = [(bisect.bisect_right(AGREEMENT_BUCKETS, context), _share_band(share), i > 0)
+        keys = [(bisect.bisect_right(AGREEMENT_BUCKETS, context), share_band(share), i > 0)
                 for i, (context, share) in enumerate(pairs)]
         chances = [self.stats.chance(key, prior_chance(context, share))
                    for key, (context, share) in zip(keys, pairs, strict=True)]
