@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from app.core.adaptive import CostModel, best_length
 from app.core.drafting.base import Proposal
-from app.core.drafting.lookup import AGREEMENT_BUCKETS, LookupStats, share_band, prior_chance
+from app.core.drafting.lookup import AGREEMENT_BUCKETS, LookupStats, prior_chance, share_band
 from app.core.drafting.registry import BuildContext, DraftSource, Setting
 
 # Memory bound of one target model's earlier answers: a node costs 130-280 bytes (measured
