@@ -14,6 +14,8 @@ TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b gemma3-270m qw
 # outside the checkout, so `make clean` and a fresh clone keep it:
 # ${XDG_CACHE_HOME:-~/.cache}/decodelab/pkg-wheels (DECODELAB_PKG_WHEELS moves it).
 NICE ?= 19
+# llama.cpp's RPC backend lets `decodelab worker` serve layers and `--rpc` use them.
+LLAMA_CMAKE_ARGS ?= -DGGML_RPC=on
 
 .PHONY: setup run test lint models package package-native clean
 
@@ -24,7 +26,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "==> installing DecodeLab and its test tools (the first install compiles llama.cpp: about 7 minutes on 2 cores)"
-	$(PY) -m pip install --progress-bar off -e '.[test]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --progress-bar off -e '.[test]'
+	@# pip reuses a wheel it built earlier whatever CMAKE_ARGS says: one built without the
+	@# RPC backend (remote workers) is rebuilt here, once, without the cache.
+	@$(PY) -c 'import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_rpc() else 1)' 2>/dev/null || { \
+		echo "==> the installed llama-cpp-python lacks the RPC backend: rebuilding it (about 7 minutes)"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --progress-bar off --no-cache-dir \
+			--force-reinstall --no-deps --no-binary llama-cpp-python "$$($(PY) -m pip show llama-cpp-python | sed -n 's/^Version: /llama-cpp-python==/p')"; }
 	@touch $(STAMP)
 
 setup: $(STAMP)
