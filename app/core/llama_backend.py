@@ -3,24 +3,33 @@
 ``Llama`` loads the model, owns the tokenizer and the chat template; decoding goes through
 our own batch so that a verification asks for logits only on the rows it needs and the KV
 cache can be trimmed back after a rejection. One thread drives one ``LoadedModel``.
+
+A model with layers on llama.cpp RPC workers (``LoadOptions.devices``) is a ``HostedModel``
+(hosted_model.py): the same interface, decoding in a child process, because llama.cpp aborts
+the process that loses a worker. ``hosted_model.open_model`` picks the right one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
+import llama_cpp._internals as llama_internals
 import numpy as np
 
-from app.core import llama_log
+from app.core import llama_log, rpc
 from app.core.errors import DecodeLabError, ModelFileError, RefusedError
 from app.core.gguf_info import ModelInfo, inspect_model
+from app.core.rpc import DevicePlacement
 from app.core.settings_check import VERIFY_BATCH
 
 DECODE_OK, DECODE_NO_SLOT, DECODE_ABORTED = 0, 1, 2
@@ -63,7 +72,12 @@ class LoadOptions:
     threads: int | None = None
     threads_batch: int | None = None
     expert_used_count: int | None = None
+    # Layers llama.cpp offloads (-1 all): to the GPU, or with ``devices`` to the workers.
     gpu_layers: int = 0
+    # llama.cpp RPC workers ("host:port") that hold the offloaded layers, and their shares
+    # of them (one per worker; empty: in proportion to their free memory, llama.cpp's rule).
+    devices: tuple[str, ...] = ()
+    split: tuple[float, ...] = ()
 
 
 def round_ctx(n_ctx: int) -> int:
@@ -88,25 +102,35 @@ class LoadedModel:
         self.threads_batch = options.threads_batch or self.threads
         n_ctx = round_ctx(min(options.n_ctx, self.info.context_length or options.n_ctx))
         llama_log.install()
+        # The workers' devices, NULL-terminated, for llama_model_params.devices: llama.cpp
+        # keeps the pointer, so the array lives as long as the model.
+        workers = [d for ep in options.devices for d in rpc.add_server(ep)]
+        self._devices = (ctypes.c_void_p * (len(workers) + 1))(*[d.handle for d in workers])
+        self.placement: list[DevicePlacement] = []
         try:
-            self.llama = llama_cpp.Llama(
-                self.path,
-                n_ctx=n_ctx,
-                n_batch=options.n_batch,
-                n_ubatch=options.n_batch,
-                n_threads=self.threads,
-                n_threads_batch=self.threads_batch,
-                n_gpu_layers=options.gpu_layers,
-                kv_overrides=overrides or None,
-                logits_all=False,
-                # llama.cpp's own tools default to flash attention where the CPU backend
-                # supports it: the same kernels make the comparison with them fair.
-                flash_attn=True,
-                verbose=False,
-            )
+            with _on_devices(self._devices if workers else None), _LoadLog(bool(workers)) as log:
+                self.llama = llama_cpp.Llama(
+                    self.path,
+                    n_ctx=n_ctx,
+                    n_batch=options.n_batch,
+                    n_ubatch=options.n_batch,
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads_batch,
+                    n_gpu_layers=options.gpu_layers,
+                    tensor_split=list(options.split) or None,
+                    kv_overrides=overrides or None,
+                    logits_all=False,
+                    # llama.cpp's own tools default to flash attention where the CPU backend
+                    # supports it: the same kernels make the comparison with them fair.
+                    flash_attn=True,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             detail = llama_log.last_error() or str(exc)
             raise ModelFileError(self.path, f"llama.cpp could not load it: {detail}") from exc
+        if workers:
+            n_layers = int(llama_cpp.llama_model_n_layer(self.llama.model)) + 1  # + output
+            self.placement = _placement(log.lines, workers, n_layers)
         self.ctx = self.llama.ctx
         self.model = self.llama.model
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
@@ -123,6 +147,9 @@ class LoadedModel:
         self.abort_event = threading.Event()
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self.abort_event.is_set())
         self.n_past = 0
+        # Counts every change of the cache (decode, trim, reset): whoever records what the
+        # cache holds (drafting.base.hold) can tell that someone changed it since.
+        self.changes = 0
 
     # -- tokens -------------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool, special: bool = True) -> list[int]:
@@ -192,6 +219,7 @@ class LoadedModel:
             b.seq_id[i][0] = 0
             b.logits[i] = want_logits
         b.n_tokens = len(chunk)
+        self.changes += 1
         rc = llama_cpp.llama_decode(self.ctx, b)
         if rc == DECODE_ABORTED:
             # A partly decoded batch may have left cells behind: drop them.
@@ -210,6 +238,7 @@ class LoadedModel:
         self._drop_tail(n_keep)
 
     def _drop_tail(self, n_keep: int) -> None:
+        self.changes += 1
         mem = llama_cpp.llama_get_memory(self.ctx)
         if not llama_cpp.llama_memory_seq_rm(mem, 0, n_keep, -1):
             raise RefusedError(
@@ -219,9 +248,15 @@ class LoadedModel:
         self.n_past = n_keep
 
     def reset(self) -> None:
+        self.changes += 1
         mem = llama_cpp.llama_get_memory(self.ctx)
         llama_cpp.llama_memory_clear(mem, True)
         self.n_past = 0
+
+    @property
+    def lost(self) -> bool:
+        """Whether the model can no longer decode (a hosted model that lost a worker)."""
+        return False
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -241,3 +276,91 @@ def validate_expert_count(info: ModelInfo, count: int) -> None:
             f"expert count {count} out of range: {info.file_name} has "
             f"{info.expert_count} experts (allowed 1…{info.expert_count})"
         )
+
+
+# -- layers on llama.cpp RPC workers --------------------------------------------------------
+
+PATCHING = threading.Lock()  # one library function swapped at a time
+
+
+@contextlib.contextmanager
+def _on_devices(devices: ctypes.Array[ctypes.c_void_p] | None) -> Iterator[None]:
+    """For one ``Llama(...)`` in this thread, set ``llama_model_params.devices``.
+
+    ``Llama`` takes no device list (its ``rpc_servers`` is ignored) and builds its params
+    inside its constructor: for that call, the model wrapper it constructs is swapped for one
+    that sets the field first. Other threads constructing models meanwhile are not touched."""
+    if devices is None:
+        yield
+        return
+    original = llama_internals.LlamaModel
+    owner = threading.get_ident()
+    address = ctypes.addressof(devices)
+
+    class _Placed(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *, path_model: str, params: Any, verbose: bool = True) -> None:
+            if threading.get_ident() == owner:
+                params.devices = address
+            super().__init__(path_model=path_model, params=params, verbose=verbose)
+
+    with PATCHING:
+        llama_internals.LlamaModel = _Placed  # type: ignore[misc]
+        try:
+            yield
+        finally:
+            llama_internals.LlamaModel = original  # type: ignore[misc]
+
+
+_LAYER_LINE = re.compile(r"layer\s+(\d+) assigned to device ([^,\s]+)")
+_BUFFER_LINE = re.compile(r"load_tensors:\s+(\S+) model buffer size =\s+([\d.]+) MiB")
+
+
+class _LoadLog(logging.Handler):
+    """llama.cpp's own account of a load: which device got each layer (a debug line) and the
+    weights each buffer holds. Lowers the ``llama.cpp`` logger's level for the load only."""
+
+    def __init__(self, active: bool) -> None:
+        super().__init__(logging.DEBUG)
+        self.active = active
+        self.lines: list[str] = []
+        self._level = logging.NOTSET
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        if "assigned to device" in line or "model buffer size" in line:
+            self.lines.append(line)
+
+    def __enter__(self) -> _LoadLog:
+        if self.active:
+            self._level = llama_log.logger.level
+            llama_log.logger.setLevel(logging.DEBUG)
+            llama_log.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.active:
+            llama_log.logger.removeHandler(self)
+            llama_log.logger.setLevel(self._level)
+
+
+def _placement(lines: list[str], workers: list[rpc.Device], n_layers: int) -> list[DevicePlacement]:
+    """Where llama.cpp put each layer, read from its load log, with each device's memory."""
+    device_of: dict[int, str] = {}
+    weights: dict[str, float] = {}
+    for line in lines:
+        if m := _LAYER_LINE.search(line):
+            device_of[int(m[1])] = m[2]
+        elif m := _BUFFER_LINE.search(line):
+            # "RPC0[host:port]" is a worker's buffer; "CPU_Mapped", "CPU_REPACK" are local.
+            where = m[1][m[1].find("[") + 1 : -1] if m[1].endswith("]") else rpc.LOCAL
+            weights[where] = weights.get(where, 0.0) + float(m[2])
+    out = []
+    for name, endpoint, device in [("CPU", rpc.LOCAL, None), *[(d.name, d.description, d)
+                                                               for d in workers]]:
+        held = sorted(i for i, n in device_of.items() if n == name and i < n_layers)
+        memory = device.memory() if device is not None else None
+        out.append(DevicePlacement(
+            endpoint, name, len(held), held[0] if held else None, held[-1] if held else None,
+            round(weights.get(endpoint, 0.0) * 2**20),
+            memory.free if memory else None, memory.total if memory else None))
+    return out
