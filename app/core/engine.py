@@ -4,6 +4,13 @@ Each round feeds the target ``[pending] + drafts`` in one batch with logits for 
 those rows, accepts the longest prefix the target agrees with (greedy: equal argmax;
 sampling: the speculative-sampling rule), emits one more token from the target, and trims
 the KV cache back to what was accepted. Events go out as they happen.
+
+A run may continue from what the target's cache already holds (``kept``: the next turn of a
+conversation, a regenerated or edited turn): the longest common prefix of the cache and the
+prompt stays, the rest is trimmed, and only the new prompt tokens are evaluated
+(``RunResult.prefill_tokens`` / ``reused_tokens``). A recurrent state cannot be trimmed: it
+is kept only when the whole of it is a prefix of the prompt. What the run leaves in the
+cache is recorded (``drafting.base.hold``) for the next turn.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from app.core.adaptive import CostModel, prior_slope
-from app.core.drafting.base import Drafter, Proposal
+from app.core.drafting.base import Drafter, Proposal, common_prefix, forget, hold
 from app.core.errors import RefusedError
 from app.core.events import (
     Event,
@@ -31,7 +38,15 @@ from app.core.events import (
     TokenEvent,
 )
 from app.core.llama_backend import ContextFull, DecodeAborted, LoadedModel
-from app.core.sampling import SamplerSettings, choose, distribution, greedy, verify_sampled
+from app.core.rpc import WorkerLost
+from app.core.sampling import (
+    SamplerSettings,
+    choose,
+    distribution,
+    greedy,
+    penalised,
+    verify_sampled,
+)
 
 EventSink = Callable[[Event], None]
 
@@ -71,6 +86,7 @@ class Generation:
         on_event: EventSink | None = None,
         cancel: threading.Event | None = None,
         costs: CostModel | None = None,
+        kept: Sequence[int] | None = None,
     ) -> None:
         self.target = target
         self.drafters = list(drafters)
@@ -80,12 +96,15 @@ class Generation:
         self.cancel = cancel or threading.Event()
         self.costs = costs or CostModel()
         self.costs.use_prior(prior_slope(target.info.file_size, target.info.n_params))
+        # What the caller knows the target's cache holds (None: start from an empty cache).
+        self.kept = list(kept) if kept is not None else None
         if self.drafters and (target.is_recurrent or target.is_hybrid):
             # The engine's own guard, whatever the caller checked: a recurrent state
             # cannot drop a rejected draft, so speculation would silently corrupt it.
             raise RefusedError(target.info.speculation_reason)
         self.sampler = SamplerSettings(
-            settings.temperature, settings.top_k, settings.top_p, settings.min_p
+            settings.temperature, settings.top_k, settings.top_p, settings.min_p,
+            settings.repeat_penalty, settings.repeat_last_n,
         )
         self.rng = np.random.default_rng(settings.seed)
         self.text = TextAssembler(target)
@@ -95,6 +114,10 @@ class Generation:
         self.n_drafted = self.n_accepted = self.n_rounds = 0
         self.draft_seconds = self.verify_seconds = 0.0
         self.t0 = 0.0
+        # The tokens at the target cache's positions 0…n_past-1, as far as this run knows
+        # (recorded for the next turn at the end), and the prompt accounting.
+        self.cache: list[int] = []
+        self.reused = self.prefilled = 0
         # Drafters may explain themselves (optional ``notes: list[str]``, e.g. why adaptive
         # drafting did not draft): each new line goes out as a NoteEvent and into the result.
         self.notes: list[str] = []
@@ -124,19 +147,29 @@ class Generation:
     def run(self) -> RunResult:
         s = self.settings
         stop: StopReason = "max_tokens"
+        error: str | None = None
         t_start = time.perf_counter()
         prefill_end = t_start
+        forget(self.target)  # until the run knows again what the cache holds
         try:
-            self.target.reset()
             if not self.prompt:
                 raise ValueError("empty prompt")
+            self._keep_prefix()
             # All but the last prompt token: the first round evaluates that one, with the
             # first drafts, so even the first answer token can come from a draft.
-            if len(self.prompt) > 1:
-                with self.target.abortable(self.cancel):
-                    self.target.eval(self.prompt[:-1], 0)
+            todo = self.prompt[self.reused : -1]
+            self.cache = self.prompt[:-1]
+            if todo:
+                try:
+                    with self.target.abortable(self.cancel):
+                        self.target.eval(todo, 0)
+                finally:
+                    self.prefilled = self.target.n_past - self.reused
             for drafter in self.drafters:
-                prefill = getattr(drafter, "prefill", None)  # optional: see drafting.base
+                # Optional (see drafting.base): a turn that keeps the target's cache lets a
+                # draft model keep its own.
+                prefill = getattr(drafter, "resume", None) if self.kept is not None else None
+                prefill = prefill or getattr(drafter, "prefill", None)
                 if prefill is not None:
                     prefill(self.prompt, self.cancel)
             prefill_end = time.perf_counter()
@@ -146,6 +179,10 @@ class Generation:
             stop = "cancelled"
         except ContextFull:
             stop = "context_full"
+        except WorkerLost as exc:  # a remote worker died: the answer so far is kept
+            stop, error = "error", str(exc)
+        finally:
+            hold(self.target, self.cache[: self.target.n_past])
         end = time.perf_counter()
         for drafter in self.drafters:
             finish = getattr(drafter, "finish", None)  # optional: see drafting.base
@@ -163,6 +200,8 @@ class Generation:
             text=self.text.finish(),
             stop_reason=stop,
             prompt_tokens=len(self.prompt),
+            prefill_tokens=self.prefilled,
+            reused_tokens=self.reused,
             n_generated=len(self.answer),
             n_drafted=self.n_drafted,
             n_accepted=self.n_accepted,
@@ -176,7 +215,24 @@ class Generation:
             token_ids=list(self.answer),
             events=self.events,
             notes=self.notes,
+            error=error,
         )
+
+    def _keep_prefix(self) -> None:
+        """Trim the target's cache to the longest prefix of the prompt it holds (nothing
+        without ``kept``); at least the last prompt token is evaluated again, for its
+        logits. A recurrent state is kept whole or not at all."""
+        t = self.target
+        kept = self.kept
+        if kept is None or len(kept) != t.n_past:
+            t.reset()  # nothing known (or the caller's knowledge is stale): start empty
+            return
+        common = common_prefix(kept, self.prompt[:-1])
+        if (t.is_recurrent or t.is_hybrid) and common < len(kept):
+            t.reset()
+            return
+        t.trim(common)
+        self.reused = common
 
     def _note(self, text: str) -> None:
         self.notes.append(text)
@@ -233,11 +289,14 @@ class Generation:
         t0 = time.perf_counter()
         # The pending token is the last one of history: evaluate it with the drafts.
         logits = self.target.eval([pending, *drafts], len(drafts) + 1)
+        if rnd == 1:
+            self.prefilled += 1  # the last prompt token, evaluated with the first drafts
         accepted, nxt = self._accept(logits, prop)
         verify_s = time.perf_counter() - t0
         self.costs.observe(len(drafts) + 1, verify_s)
         self.verify_seconds += verify_s
         self.target.trim(n_before + 1 + accepted)
+        self.cache += [pending, *drafts[:accepted]]
         if drafts:
             self.n_rounds += 1
             self.n_drafted += len(drafts)
@@ -248,7 +307,8 @@ class Generation:
     def _accept(self, logits: np.ndarray, prop: Proposal) -> tuple[int, int]:
         """How many drafts the target takes, and the token it adds after them."""
         for i, token in enumerate(prop.tokens):
-            row = logits[i]
+            # The penalty sees the history up to this row, as the baseline's step would.
+            row = penalised(logits[i], self.sampler, self.history, prop.tokens[:i])
             if self.sampler.greedy:
                 best = greedy(row)
                 if best != token:
@@ -259,7 +319,8 @@ class Generation:
                 )
                 if replacement is not None:
                     return i, replacement
-        return len(prop.tokens), choose(logits[len(prop.tokens)], self.sampler, self.rng)
+        last = penalised(logits[len(prop.tokens)], self.sampler, self.history, prop.tokens)
+        return len(prop.tokens), choose(last, self.sampler, self.rng)
 
     def _emit_round(
         self, prop: Proposal, accepted: int, nxt: int, rnd: int, verify_s: float

@@ -9,21 +9,23 @@ range), builds the draft sources for the track and runs the engine.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
-
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from typing import Any
 
 from app.core.adaptive import CostModel
+from app.core.chat.render import prompt_tokens
 from app.core.compat import Compatibility, check_draft
-from app.core.drafting.base import Drafter
+from app.core.drafting.base import Drafter, held_tokens
 from app.core.drafting.registry import BuildContext
 from app.core.engine import EventSink, Generation
 from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
 from app.core.gguf_info import ModelInfo, inspect_cached
+from app.core.hosted_model import open_model
 from app.core.llama_backend import LoadedModel, LoadOptions, validate_expert_count
+from app.core.rpc import check_placement
 from app.core.settings_check import check_prompt, check_settings
 from app.core.tracks import get_track, require_available
 
@@ -36,19 +38,9 @@ class PreparedPair:
 
 
 def render_prompt(model: LoadedModel, text: str, chat: bool, system: str | None) -> list[int]:
-    """Token ids of ``text``, wrapped in the model's chat template when ``chat``."""
-    info = model.info
-    if chat and info.chat_template:
-        bos = model.piece(info.bos_id).decode("utf-8", "replace") if info.bos_id is not None else ""
-        eos = model.piece(info.eos_id).decode("utf-8", "replace") if info.eos_id is not None else ""
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": text}
-        ]
-        formatter = Jinja2ChatFormatter(info.chat_template, eos_token=eos, bos_token=bos)
-        rendered = formatter(messages=cast(Any, messages)).prompt
-        add_bos = info.add_bos and not (bos and rendered.startswith(bos))
-        return model.tokenize(rendered, add_bos=add_bos, special=True)
-    return model.tokenize(text, add_bos=info.add_bos, special=True)
+    """Token ids of ``text``, wrapped in the model's chat template when ``chat`` (as the
+    first turn of a conversation: the same rendering, system message included)."""
+    return prompt_tokens(model, text, chat, system)
 
 
 class Session:
@@ -78,6 +70,7 @@ class Session:
         require_available(track, target, draft, compat)
         if track.moe and s.experts is not None:
             validate_expert_count(target, s.experts)
+        check_placement(s.rpc, s.rpc_split, s.gpu_layers)
         return PreparedPair(target, draft, compat)
 
     # -- loading --------------------------------------------------------------------------
@@ -86,13 +79,15 @@ class Session:
     ) -> LoadedModel:
         track = get_track(s.track)
         experts = s.experts if track.moe else None
-        key = (str(path), experts, s.threads, s.ctx, s.gpu_layers)
-        if self.target is None or self._target_key != key:
+        key = (str(path), experts, s.threads, s.ctx, s.gpu_layers, tuple(s.rpc), tuple(s.rpc_split))
+        # A target that lost a worker cannot decode any more: load it again.
+        if self.target is None or self._target_key != key or self.target.lost:
             self.close_target()
             opts = LoadOptions(
-                n_ctx=s.ctx, threads=s.threads, expert_used_count=experts, gpu_layers=s.gpu_layers
+                n_ctx=s.ctx, threads=s.threads, expert_used_count=experts, gpu_layers=s.gpu_layers,
+                devices=tuple(s.rpc), split=tuple(s.rpc_split),
             )
-            self.target = LoadedModel(path, opts, info)
+            self.target = open_model(path, opts, info)
             self._target_key = key
         return self.target
 
@@ -136,11 +131,27 @@ class Session:
         cancel: threading.Event | None = None,
     ) -> RunResult:
         check_prompt(prompt)
+        return self.generate(target_path, draft_path,
+                             lambda model: render_prompt(model, prompt, s.chat, s.system),
+                             s, on_event, cancel)
+
+    def generate(
+        self,
+        target_path: str | Path,
+        draft_path: str | Path | None,
+        tokens: Callable[[LoadedModel], list[int]],
+        s: RunSettings,
+        on_event: EventSink | None = None,
+        cancel: threading.Event | None = None,
+        reuse: bool = False,
+    ) -> RunResult:
+        """Run the prompt ``tokens(target)`` gives; with ``reuse`` keep what the target's
+        (and the draft's) cache holds of it (a conversation's next turn)."""
         pair = self.check(target_path, draft_path, s)
         track = get_track(s.track)
         target = self.load_target(target_path, s, pair.target)
         draft = self.load_draft(draft_path, s, pair.draft) if pair.draft and draft_path else None
-        ids = render_prompt(target, prompt, s.chat, s.system)
+        ids = tokens(target)
         if not ids:
             raise RefusedError("the prompt has no tokens")
         costs = self.costs.setdefault(self._target_key or (), CostModel())
@@ -149,7 +160,8 @@ class Session:
             for src in track.draft_sources  # in priority order: the first with a draft wins
             if draft is not None or not src.needs_draft_model
         ]
-        gen = Generation(target, drafters, ids, s, on_event, cancel, costs)
+        kept = held_tokens(target) if reuse else None
+        gen = Generation(target, drafters, ids, s, on_event, cancel, costs, kept)
         result = gen.run()
         result.effective = {
             "track": track.id,
@@ -163,5 +175,7 @@ class Session:
             "chat_template_applied": bool(s.chat and pair.target.chat_template),
             "target": str(target_path),
             "draft": str(draft_path) if draft is not None else None,
+            # Where the target's layers ran, when workers held some (rpc.DevicePlacement).
+            "devices": [d.to_dict() for d in target.placement],
         }
         return result

@@ -9,6 +9,10 @@ costs (``app.core.adaptive``), and guards against deciding from noise or from th
 - a draft that the final cut keeps nothing of is followed by plain rounds (doubling) in
   which the draft model does not run at all;
 - when it decides not to draft, ``notes`` says why (the engine passes them on).
+
+In a conversation the draft model keeps its KV cache between turns (``resume``): what it
+left there is recorded at the end of each run (``drafting.base.hold``), and the next turn
+keeps the common prefix and evaluates only the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from app.core.adaptive import (
     floor_length,
     worth_extending,
 )
-from app.core.drafting.base import Proposal
+from app.core.drafting.base import Proposal, common_prefix, forget, held_tokens, hold
 from app.core.llama_backend import ContextFull, LoadedModel
 from app.core.sampling import Distribution, SamplerSettings, distribution, top_probability
 
@@ -104,17 +108,42 @@ class DraftModel:
         self._said: set[str] = set()
 
     def reset(self) -> None:
+        forget(self.model)
         self.model.reset()
         self._cached = []
 
     def prefill(self, prompt: list[int], cancel: threading.Event) -> None:
         """Evaluate all but the last prompt token, as the target does."""
         self.reset()
-        if len(prompt) > 1:
-            with self.model.abortable(cancel):
-                self.model.eval(prompt[:-1], 0)
-        self._cached = list(prompt[:-1])
+        self._prefill_rest(prompt, cancel)
+
+    def resume(self, prompt: list[int], cancel: threading.Event) -> None:
+        """``prefill``, keeping the prefix of the prompt the draft's cache already holds
+        (the earlier turns of a conversation)."""
+        held = held_tokens(self.model)
+        forget(self.model)
+        if held is None:
+            self.reset()
+        else:
+            keep = common_prefix(held, prompt[:-1])
+            self.model.trim(keep)
+            self._cached = held[:keep]
+        self._prefill_rest(prompt, cancel)
+
+    def _prefill_rest(self, prompt: list[int], cancel: threading.Event) -> None:
+        todo = prompt[len(self._cached) : -1]
         self._prompt_tokens = len(prompt)
+        if todo:
+            try:
+                with self.model.abortable(cancel):
+                    self.model.eval(todo, 0)
+            finally:
+                self._cached = list(prompt[: self.model.n_past])
+        self._cached = list(prompt[:-1])
+
+    def finish(self, history: list[int], prompt_tokens: int) -> None:
+        """Record what the draft's cache holds, for the next turn's ``resume``."""
+        hold(self.model, self._cached)
 
     def _common(self, history: list[int]) -> int:
         """How many leading tokens of ``history`` the draft's KV cache already holds."""
@@ -165,6 +194,7 @@ class DraftModel:
         prop = Proposal(self.source, drafter=self)
         if limit <= 0:
             return prop
+        forget(self.model)  # the cache may change now; ``finish`` records it again
         t0 = time.perf_counter()
         self._asked += 1
         probing = False

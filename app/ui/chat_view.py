@@ -1,0 +1,859 @@
+"""The Chat tab: a conversation with the chosen target, each turn run with the track chosen
+for it, streaming with accepted and rejected drafts marked as in the Run tab's token view.
+
+Construct it with the window's ``WorkbenchState`` (the chosen models, which tracks can run on
+them, who holds the engine) and its ``Lane`` (every turn runs on the engine thread, through
+the lane, like a run):
+
+    chat = ChatView(state, lane, settings_for=..., store=None)
+
+``settings_for(track)`` gives the ``RunSettings`` a turn of that track runs with (the Run
+tab's track settings, say), or a one-line reason they are not valid; without it a turn uses
+the defaults. ``store`` is where conversations are kept (default: the user's
+``ConversationStore``). Signals: ``turn_started``, ``turn_ended(object)`` (the turn's
+``RunResult``, or None when it failed).
+
+What it does: user messages and answers as blocks; the answer streams into a token view
+(hover a token or a rejected-draft marker for its details; "Show rejected" applies to every
+answer); under each answer one quiet line: track, tokens/s, acceptance, speedup against the
+last baseline turn of comparable settings, prefill tokens (and how many the cache kept).
+Enter sends, Shift+Enter starts a new line, Esc stops (the partial answer stays, marked).
+Regenerate answers the last message again, Edit & resend replaces an earlier message and
+cuts the conversation there (the caches are trimmed to what is unchanged), Copy copies a
+message, New chat starts over. The track combo and its settings may change between turns.
+When the next turn would not fit in the context a banner says so and offers to continue from
+the first turn that fits (the earlier turns stay, marked as out of the model's context) or a
+new chat. Every conversation is saved as it goes; Open lists the saved ones (a conversation
+whose app stopped mid-turn reopens with its last message waiting), Export writes JSON
+(re-importable through Open) or Markdown, Samples loads a sample conversation's user turns
+one at a time into the message box.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.chat.conversation import Conversation, Message, script_turns, stats_line, turn_stats
+from app.core.chat.render import DEFAULT_SYSTEM, system_note
+from app.core.chat.store import (
+    ConversationStore,
+    export_json,
+    export_markdown,
+    import_json,
+)
+from app.core.events import RunResult, RunSettings
+from app.core.labels import track_label
+from app.core.tracks import Track, find_track, working
+from app.ui.lane import Lane
+from app.ui.resources import read_text
+from app.ui.state import ENGINE_BUSY, WorkbenchState
+from app.ui.token_view import TokenView, legend_html
+from app.ui.worker import EventBuffer
+
+if TYPE_CHECKING:  # the runner loads the engine: on the first turn, not with the window
+    from app.core.chat.runner import ConversationFull
+
+log = logging.getLogger("app.ui.chat")
+
+JOB = "chat"  # what holds the engine in the workbench state while a turn runs
+DRAIN_MS = 33
+SAMPLE_CONVERSATIONS = (
+    ("Code edit (four turns that edit one module: copying pays)", "code_edit.txt"),
+    ("Document Q&A (questions about a note)", "document_qa.txt"),
+    ("Plain chat (planning a trip)", "plain_chat.txt"),
+)
+STYLE = """
+QFrame#ChatUser { background: palette(alternate-base); border: 1px solid palette(mid);
+                  border-radius: 8px; }
+QFrame#ChatAnswer { border: none; }
+QFrame#ChatAnswer[outside="true"], QFrame#ChatUser[outside="true"] { color: palette(mid); }
+"""
+
+
+class _MessageBox(QPlainTextEdit):
+    """Enter sends, Shift+Enter starts a new line."""
+
+    send = Signal()
+
+    def keyPressEvent(self, e: QKeyEvent) -> None:
+        if e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+                e.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            self.send.emit()
+            return
+        super().keyPressEvent(e)
+
+
+def _tool(text: str, tip: str, slot: Callable[[], Any]) -> QToolButton:
+    b = QToolButton()
+    b.setText(text)
+    b.setToolTip(tip)
+    b.setAutoRaise(True)
+    b.clicked.connect(slot)
+    return b
+
+
+class _UserBlock(QFrame):
+    """One user message: its text, Edit & resend, Copy."""
+
+    def __init__(self, view: ChatView, index: int, msg: Message, turn: int) -> None:
+        super().__init__()
+        self.view, self.index = view, index
+        self.setObjectName("ChatUser")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        top = QHBoxLayout()
+        head = QLabel(f"You · turn {turn}")
+        head.setObjectName("SectionTitle")
+        top.addWidget(head)
+        top.addStretch(1)
+        self.edit_button = _tool("Edit && resend", "Change this message and answer it again "
+                                 "(the conversation is cut here)", self.start_edit)
+        self.copy_button = _tool("Copy", "Copy this message",
+                                 lambda: QGuiApplication.clipboard().setText(msg.text))
+        top.addWidget(self.edit_button)
+        top.addWidget(self.copy_button)
+        lay.addLayout(top)
+        self.text = QLabel(msg.text)
+        self.text.setWordWrap(True)
+        self.text.setTextFormat(Qt.TextFormat.PlainText)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.text)
+        self.editor: QPlainTextEdit | None = None
+        self._edit_row: QWidget | None = None
+
+    def start_edit(self) -> None:
+        if self.editor is not None:
+            return
+        self.editor = QPlainTextEdit(self.text.text())
+        self.editor.setMaximumHeight(160)
+        row = QWidget()
+        h = QHBoxLayout(row)
+        h.setContentsMargins(0, 0, 0, 0)
+        h.addStretch(1)
+        resend = QPushButton("Resend")
+        resend.clicked.connect(self.resend)
+        cancel = QPushButton("Cancel")
+        cancel.clicked.connect(self.cancel_edit)
+        h.addWidget(resend)
+        h.addWidget(cancel)
+        self.text.hide()
+        lay = self.layout()
+        assert isinstance(lay, QVBoxLayout)
+        lay.addWidget(self.editor)
+        lay.addWidget(row)
+        self._edit_row = row
+        self.editor.setFocus()
+
+    def cancel_edit(self) -> None:
+        for w in (self.editor, self._edit_row):
+            if w is not None:
+                w.deleteLater()
+        self.editor = self._edit_row = None
+        self.text.show()
+
+    def resend(self) -> None:
+        if self.editor is not None:
+            self.view.edit_and_resend(self.index, self.editor.toPlainText())
+
+
+class _AnswerBlock(QFrame):
+    """One answer: its tokens (a token view without its own header), the figures line,
+    Copy and (on the last answer) Regenerate."""
+
+    def __init__(self, view: ChatView) -> None:
+        super().__init__()
+        self.view = view
+        self.setObjectName("ChatAnswer")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 2, 8, 6)
+        top = QHBoxLayout()
+        self.head = QLabel("Assistant")
+        self.head.setObjectName("SectionTitle")
+        top.addWidget(self.head)
+        top.addStretch(1)
+        self.regen_button = _tool("Regenerate", "Answer the last message again (with the "
+                                  "track chosen now)", view.regenerate)
+        self.copy_button = _tool("Copy", "Copy this answer (without rejected drafts)",
+                                 self.copy)
+        top.addWidget(self.regen_button)
+        top.addWidget(self.copy_button)
+        lay.addLayout(top)
+        self.tokens = TokenView()
+        # The chat shows one legend and one "show rejected" switch for every answer.
+        for name in ("legend", "options", "copy_button"):
+            w = getattr(self.tokens, name, None)
+            if isinstance(w, QWidget):
+                w.hide()
+        for label in self.tokens.findChildren(QLabel):
+            if label.objectName() == "SectionTitle":
+                label.hide()
+        self.tokens.edit.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.tokens.edit.setCenterOnScroll(False)
+        self.tokens.edit.setPlaceholderText("")
+        self.tokens.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        lay.addWidget(self.tokens)
+        self.stats = QLabel("")
+        self.stats.setObjectName("Hint")
+        self.stats.setWordWrap(True)
+        lay.addWidget(self.stats)
+        self.tokens.edit.document().contentsChanged.connect(self.fit)
+        # Refit after a resize (wrapping changes with the width), once the layout settled;
+        # the timer goes with the block.
+        self._refit = QTimer(self)
+        self._refit.setSingleShot(True)
+        self._refit.setInterval(0)
+        self._refit.timeout.connect(self.fit)
+        self.fit()
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.tokens.answer_text())
+
+    def fit(self) -> None:
+        """As tall as the answer (the transcript scrolls, not each answer)."""
+        edit = self.tokens.edit
+        height = 0.0
+        block = edit.document().begin()
+        while block.isValid():
+            height += edit.blockBoundingRect(block).height()
+            block = block.next()
+        margins = edit.contentsMargins()
+        want = int(height + 2 * edit.document().documentMargin() + margins.top()
+                   + margins.bottom() + 4)
+        want = max(want, edit.fontMetrics().lineSpacing() + 12)
+        if edit.height() != want:
+            edit.setFixedHeight(want)
+            self.tokens.setFixedHeight(want)
+
+    def resizeEvent(self, e: Any) -> None:
+        super().resizeEvent(e)
+        self._refit.start()
+
+    def show_result(self, conv: Conversation, index: int, result: RunResult) -> None:
+        st = turn_stats(conv, index)
+        self.stats.setText(stats_line(st, track_label(result.track)))
+        tips = [f"{result.n_generated} tokens, stopped: {result.stop_reason}",
+                f"prompt {result.prompt_tokens} tokens: {result.prefill_tokens} evaluated, "
+                f"{result.reused_tokens} kept in the cache from earlier turns",
+                *result.notes]
+        self.stats.setToolTip("\n".join(tips))
+        if result.stop_reason == "cancelled":
+            self.tokens.add_note("  ■ stopped — partial answer")
+        elif result.stop_reason == "context_full":
+            self.tokens.add_note("  ■ context full — the answer was cut")
+
+
+class ChatView(QWidget):
+    """The Chat tab (see the module docstring for what the constructor takes)."""
+
+    turn_started = Signal()
+    turn_ended = Signal(object)  # RunResult, or None when the turn failed
+
+    def __init__(self, state: WorkbenchState, lane: Lane,
+                 settings_for: Callable[[Track], RunSettings | str] | None = None,
+                 store: ConversationStore | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state, self.lane, self.settings_for = state, lane, settings_for
+        self._store = store
+        self.conv = Conversation()
+        self.blocks: list[_UserBlock | _AnswerBlock] = []
+        self.buffer: EventBuffer | None = None
+        self.cancel: threading.Event | None = None
+        self.live: _AnswerBlock | None = None
+        self.full: ConversationFull | None = None
+        self.queued: list[str] = []  # a sample's next user turns
+        self.last_result: RunResult | None = None
+        self.setStyleSheet(STYLE)
+        self._build()
+        self.timer = QTimer(self)
+        self.timer.setInterval(DRAIN_MS)
+        self.timer.timeout.connect(self.drain)
+        state.availability_changed.connect(self._fill_tracks)
+        state.models_changed.connect(self.update_enabled)
+        state.busy_changed.connect(lambda _b: self.update_enabled())
+        self._fill_tracks()
+        self.update_enabled()
+
+    # -- building -------------------------------------------------------------------------
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Track"))
+        self.track = QComboBox()
+        self.track.setToolTip("The track of the next turn (it may change from turn to turn)")
+        self.track.currentIndexChanged.connect(lambda _i: self.update_enabled())
+        top.addWidget(self.track, 1)
+        self.show_rejected = QCheckBox("Show rejected")
+        self.show_rejected.setChecked(True)
+        self.show_rejected.setToolTip("Mark where drafts were rejected (hover a marker: its "
+                                      "text)")
+        self.show_rejected.toggled.connect(self._apply_show_rejected)
+        top.addWidget(self.show_rejected)
+        self.samples_button = self._menu_button("Samples", "Load a sample conversation: its "
+                                                "user turns come into the message box one by "
+                                                "one", self._fill_samples)
+        self.open_button = self._menu_button("Open", "Reopen a saved conversation, or import "
+                                             "one exported as JSON", self._fill_open)
+        self.export_button = self._menu_button("Export", "Write this conversation as JSON "
+                                               "(re-importable) or Markdown", self._fill_export)
+        for b in (self.samples_button, self.open_button, self.export_button):
+            top.addWidget(b)
+        self.new_button = QPushButton("New chat")
+        self.new_button.clicked.connect(self.new_chat)
+        top.addWidget(self.new_button)
+        lay.addLayout(top)
+
+        sys_row = QHBoxLayout()
+        sys_row.addWidget(QLabel("System"))
+        self.system = QLineEdit(DEFAULT_SYSTEM)
+        self.system.setToolTip("The system message of this conversation (the next turns use "
+                               "it). Empty: none, and the model's template may insert its own.")
+        self.system.textChanged.connect(self._system_changed)
+        sys_row.addWidget(self.system, 1)
+        lay.addLayout(sys_row)
+        self.system_hint = QLabel("")
+        self.system_hint.setObjectName("Hint")
+        self.system_hint.setWordWrap(True)
+        lay.addWidget(self.system_hint)
+        self.legend = QLabel(legend_html())
+        self.legend.setObjectName("Hint")
+        self.legend.setWordWrap(True)
+        lay.addWidget(self.legend)
+
+        self.pane = QScrollArea()
+        self.pane.setWidgetResizable(True)
+        self.pane.setFrameShape(QFrame.Shape.StyledPanel)
+        inner = QWidget()
+        self.transcript = QVBoxLayout(inner)
+        self.transcript.setContentsMargins(4, 4, 4, 4)
+        self.transcript.setSpacing(6)
+        self.empty = QLabel("Type a message below and press Enter. Each answer shows which "
+                            "tokens came from drafts; the line under it what the track bought.")
+        self.empty.setObjectName("Hint")
+        self.empty.setWordWrap(True)
+        self.transcript.addWidget(self.empty)
+        self.boundary = QLabel("")
+        self.boundary.setObjectName("Hint")
+        self.boundary.setWordWrap(True)
+        self.boundary.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.boundary.hide()
+        self.transcript.addStretch(1)
+        self.pane.setWidget(inner)
+        lay.addWidget(self.pane, 1)
+
+        self.banner = QFrame()
+        self.banner.setObjectName("Banner")
+        self.banner.setProperty("level", "refused")
+        banner = QHBoxLayout(self.banner)
+        self.banner_text = QLabel("")
+        self.banner_text.setWordWrap(True)
+        banner.addWidget(self.banner_text, 1)
+        self.trim_button = QPushButton("Continue from a trimmed history")
+        self.trim_button.clicked.connect(self.continue_trimmed)
+        self.answer_button = QPushButton("Answer it")
+        self.answer_button.clicked.connect(self.start_turn)
+        self.banner_new = QPushButton("New chat")
+        self.banner_new.clicked.connect(self.new_chat)
+        for w in (self.trim_button, self.answer_button, self.banner_new):
+            banner.addWidget(w)
+        self.banner.hide()
+        lay.addWidget(self.banner)
+
+        row = QHBoxLayout()
+        self.input = _MessageBox()
+        self.input.setPlaceholderText("Message (Enter sends, Shift+Enter: new line, Esc stops "
+                                      "the answer)")
+        self.input.setMaximumHeight(110)
+        self.input.send.connect(self.send)
+        row.addWidget(self.input, 1)
+        col = QVBoxLayout()
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("RunButton")
+        self.send_button.clicked.connect(self.send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop the answer (Esc); the part written stays")
+        self.stop_button.clicked.connect(self.stop)
+        col.addWidget(self.send_button)
+        col.addWidget(self.stop_button)
+        row.addLayout(col)
+        lay.addLayout(row)
+        self.status = QLabel("")
+        self.status.setObjectName("Reason")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        esc = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        esc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        esc.activated.connect(self.stop)
+        self._system_changed()
+
+    def _menu_button(self, text: str, tip: str, fill: Callable[[QMenu], None]) -> QToolButton:
+        b = QToolButton()
+        b.setText(text)
+        b.setToolTip(tip)
+        b.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(b)
+        menu.aboutToShow.connect(lambda: fill(menu))
+        b.setMenu(menu)
+        return b
+
+    # -- what a turn needs ----------------------------------------------------------------
+    @property
+    def store(self) -> ConversationStore:
+        if self._store is None:
+            self._store = ConversationStore()
+        return self._store
+
+    @property
+    def running(self) -> bool:
+        return self.cancel is not None
+
+    def selected_track(self) -> Track:
+        track = find_track(str(self.track.currentData() or "baseline"))
+        return track if track is not None else working()[0]
+
+    def set_track(self, track_id: str) -> bool:
+        """Choose the track of the next turn; False if it is not offered or cannot run."""
+        i = self.track.findData(track_id)
+        if i < 0 or not self.state.available(track_id):
+            return False
+        self.track.setCurrentIndex(i)
+        return True
+
+    def _fill_tracks(self) -> None:
+        current = self.track.currentData() or "baseline"
+        self.track.blockSignals(True)
+        self.track.clear()
+        model = self.track.model()
+        for t in working():
+            self.track.addItem(track_label(t.id), t.id)
+            why = self.state.reasons(t)
+            item = model.item(self.track.count() - 1) if hasattr(model, "item") else None
+            if why is not None and item is not None:
+                # Speculation the core refuses (an SSM target, no draft model) is offered
+                # greyed, with the core's reason.
+                item.setEnabled(False)
+                item.setToolTip(why[1])
+        i = self.track.findData(current)
+        if i < 0 or not self.state.available(current):
+            i = self.track.findData("baseline")
+        self.track.setCurrentIndex(max(0, i))
+        self.track.blockSignals(False)
+        self.update_enabled()
+
+    def settings(self) -> RunSettings | str:
+        track = self.selected_track()
+        if self.settings_for is not None:
+            return self.settings_for(track)
+        return RunSettings(track=track.id)
+
+    def problem(self) -> str | None:
+        """Why a turn cannot start now, or None."""
+        if self.state.busy:
+            return ENGINE_BUSY
+        if self.state.target_path is None or self.state.target_info is None:
+            return "Choose a target model first (it must be readable)."
+        track = self.selected_track()
+        why = self.state.reasons(track)
+        if why is not None:
+            return f"{track.label} is not available for these models: {why[1]}"
+        s = self.settings()
+        return s if isinstance(s, str) else None
+
+    def update_enabled(self) -> None:
+        why = self.problem()
+        self.send_button.setEnabled(not self.running and why is None)
+        self.stop_button.setEnabled(self.running)
+        self.track.setEnabled(not self.running)
+        self.new_button.setEnabled(not self.running)
+        self.open_button.setEnabled(not self.running)
+        self.answer_button.setEnabled(not self.running and why is None)
+        for block in self.blocks:
+            if isinstance(block, _UserBlock):
+                block.edit_button.setEnabled(not self.running and block.index >= self.conv.start)
+            else:
+                block.regen_button.setEnabled(not self.running and why is None)
+        self.status.setText("" if self.running or why is None or not self.input.toPlainText()
+                            else why)
+
+    # -- the transcript -------------------------------------------------------------------
+    def rebuild(self) -> None:
+        """Show ``conv`` from scratch (after opening, editing, a new chat)."""
+        for block in self.blocks:
+            self.transcript.removeWidget(block)
+            block.deleteLater()
+        self.blocks.clear()
+        self.boundary.hide()
+        for i, msg in enumerate(self.conv.messages):
+            if i == self.conv.start and i:
+                # Where the model's context starts now, and why (the conversation's note).
+                note = next((n for n in reversed(self.conv.notes) if "context" in n),
+                            "the turns above are no longer in the model's context")
+                self.boundary.setText(f"— {note} —")
+                self.transcript.insertWidget(self.transcript.count() - 1, self.boundary)
+                self.boundary.show()
+            self._add_block(i, msg)
+        self.empty.setVisible(not self.conv.messages)
+        self._mark_outside()
+        self._last_regen()
+        self.system.blockSignals(True)
+        self.system.setText(self.conv.system if self.conv.system is not None else DEFAULT_SYSTEM)
+        self.system.blockSignals(False)
+        self._system_changed()
+        self._waiting_banner()
+        self.update_enabled()
+
+    def _add_block(self, index: int, msg: Message) -> _UserBlock | _AnswerBlock:
+        block: _UserBlock | _AnswerBlock
+        if msg.role == "user":
+            block = _UserBlock(self, index, msg, self.conv.turn_of(index))
+        else:
+            block = _AnswerBlock(self)
+            block.tokens.show_rejected.setChecked(self.show_rejected.isChecked())
+            if msg.run is not None:
+                block.tokens.append(msg.run.events)
+                block.show_result(self.conv, index, msg.run)
+            else:
+                block.tokens.add_note(msg.text)
+        self.transcript.insertWidget(self.transcript.count() - 1, block)
+        self.blocks.append(block)
+        self.empty.hide()
+        return block
+
+    def _mark_outside(self) -> None:
+        """Messages left out of the model's context (a trimmed history) are greyed."""
+        for i, block in enumerate(self.blocks):
+            outside = i < self.conv.start
+            block.setProperty("outside", outside)
+            block.setToolTip("No longer in the model's context (the context was full)"
+                             if outside else "")
+            block.setEnabled(not outside)
+
+    def _last_regen(self) -> None:
+        answers = [b for b in self.blocks if isinstance(b, _AnswerBlock)]
+        for b in answers:
+            b.regen_button.setVisible(b is answers[-1] and not self.conv.waiting)
+
+    def _apply_show_rejected(self, on: bool) -> None:
+        for block in self.blocks:
+            if isinstance(block, _AnswerBlock):
+                block.tokens.show_rejected.setChecked(on)
+
+    def _scroll_to_end(self) -> None:
+        bar = self.pane.verticalScrollBar()
+        QTimer.singleShot(0, lambda: bar.setValue(bar.maximum()))
+
+    def _system_changed(self) -> None:
+        text = self.system.text()
+        self.conv.system = None if text == DEFAULT_SYSTEM else text
+        info = self.state.target_info
+        self.system_hint.setText(system_note(info, self.conv.system) if info is not None
+                                 else "")
+
+    # -- sending ----------------------------------------------------------------------------
+    def send(self) -> bool:
+        """Send the message box's text (Enter); False (and why, below) if it cannot go."""
+        text = self.input.toPlainText()
+        if self.running or not text.strip():
+            return False
+        why = self.problem()
+        if why is not None:
+            self.status.setText(why)
+            return False
+        if self.conv.waiting:  # a reopened conversation: its last message first
+            self.status.setText("The last message has no answer yet: answer it first.")
+            return False
+        self.conv.add_user(text)
+        self.input.clear()
+        self._add_block(len(self.conv.messages) - 1, self.conv.messages[-1])
+        self._last_regen()
+        self._save()
+        return self.start_turn()
+
+    def regenerate(self) -> bool:
+        if self.running or not self.conv.messages or self.conv.messages[-1].role != "assistant":
+            return False
+        self.conv.regenerate()
+        block = self.blocks.pop()
+        self.transcript.removeWidget(block)
+        block.deleteLater()
+        return self.start_turn()
+
+    def edit_and_resend(self, index: int, text: str) -> bool:
+        if self.running or not text.strip():
+            return False
+        try:
+            self.conv.edit(index, text)
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return False
+        self.rebuild()
+        self._save()
+        return self.start_turn()
+
+    def start_turn(self) -> bool:
+        """Answer the waiting message on the engine lane."""
+        why = self.problem()
+        if why is not None or self.running or not self.conv.waiting:
+            if why:
+                self.status.setText(why)
+            return False
+        settings = self.settings()
+        if isinstance(settings, str) or not self.state.claim(JOB):
+            return False
+        self.banner.hide()
+        self.full = None
+        target, draft = self.state.target_path, self.state.draft_path
+        assert target is not None
+        track = self.selected_track()
+        draft = draft if track.needs_draft_model else None
+        snapshot = self.conv.snapshot()
+        buffer = self.buffer = EventBuffer()
+        cancel = self.cancel = threading.Event()
+        live = self._add_block(len(self.conv.messages), Message("assistant", ""))
+        assert isinstance(live, _AnswerBlock)
+        self.live = live
+        live.regen_button.hide()
+        live.head.setText(f"Assistant · {track_label(track.id)} · answering…")
+
+        def job(session: Any, c: threading.Event, _report: Any) -> RunResult | ConversationFull:
+            from app.core.chat.runner import ConversationFull, run_turn
+
+            try:
+                return run_turn(session, snapshot, target, draft, settings, buffer.put, c)
+            except ConversationFull as full:
+                return full  # not a failure: the view offers the ways out
+
+        self.lane.submit(job, cancel=cancel, done=lambda out: self._ended(out, target, draft),
+                         error=self._failed)
+        self.timer.start()
+        self.update_enabled()
+        self.status.setText("")
+        self.turn_started.emit()
+        self._scroll_to_end()
+        return True
+
+    def stop(self) -> bool:
+        """Stop the answer at its next step (Esc); the part written stays."""
+        if self.cancel is None:
+            return False
+        self.cancel.set()
+        return True
+
+    def drain(self) -> None:
+        if self.buffer is None or self.live is None:
+            return
+        events = self.buffer.take()
+        if events:
+            bar = self.pane.verticalScrollBar()
+            following = bar.value() >= bar.maximum() - 8
+            self.live.tokens.append(events)
+            if following:
+                self._scroll_to_end()
+
+    def _finish(self) -> _AnswerBlock | None:
+        self.drain()
+        self.timer.stop()
+        live, self.live = self.live, None
+        self.buffer = self.cancel = None
+        self.state.release(JOB)
+        return live
+
+    def _ended(self, out: RunResult | ConversationFull, target: str, draft: str | None) -> None:
+        live = self._finish()
+        if not isinstance(out, RunResult):  # ConversationFull: the ways out, not a failure
+            self._drop(live)
+            self._show_full(out)
+            self.update_enabled()
+            self.turn_ended.emit(None)
+            return
+        self.conv.add_answer(out, target, draft)
+        self.last_result = out
+        if live is not None:
+            live.head.setText("Assistant")
+            live.show_result(self.conv, len(self.conv.messages) - 1, out)
+        self._last_regen()
+        self._save()
+        if self.queued and out.stop_reason != "cancelled":
+            self.input.setPlainText(self.queued.pop(0))
+        self.update_enabled()
+        self.turn_ended.emit(out)
+
+    def _failed(self, kind: str, message: str) -> None:
+        live = self._finish()
+        self._drop(live)
+        # The message was not answered: it goes back into the message box to change or
+        # send again (with another track, say).
+        if self.conv.waiting:
+            text = self.conv.messages[-1].text
+            self.conv.cut(len(self.conv.messages) - 1)
+            block = self.blocks.pop()
+            self.transcript.removeWidget(block)
+            block.deleteLater()
+            if not self.input.toPlainText():
+                self.input.setPlainText(text)
+            self._save()
+        self._last_regen()
+        self.status.setText(f"{'Refused' if kind == 'refused' else 'Failed'}: {message}")
+        self.update_enabled()
+        self.turn_ended.emit(None)
+
+    def _drop(self, block: _AnswerBlock | None) -> None:
+        if block is not None and block in self.blocks:
+            self.blocks.remove(block)
+            self.transcript.removeWidget(block)
+            block.deleteLater()
+
+    # -- context full ---------------------------------------------------------------------
+    def _show_full(self, full: ConversationFull) -> None:
+        self.full = full
+        self.banner_text.setText(f"Context full: this turn needs {full.needed} tokens with "
+                                 f"room for the answer; the context holds {full.n_ctx}.")
+        self.trim_button.setVisible(full.fits_turn is not None)
+        if full.fits_turn is not None:
+            self.trim_button.setText(f"Continue from turn {full.fits_turn}")
+            self.trim_button.setToolTip("The turns before it stay here, greyed, but leave the "
+                                        "model's context; the rest is evaluated again")
+        self.answer_button.hide()
+        self.banner.show()
+
+    def continue_trimmed(self) -> bool:
+        if self.full is None or self.running:
+            return False
+        from app.core.chat.runner import continue_trimmed
+
+        continue_trimmed(self.conv, self.full)
+        self.full = None
+        self.rebuild()
+        self._save()
+        return self.start_turn()
+
+    def _waiting_banner(self) -> None:
+        """A reopened conversation whose last message has no answer (the app stopped)."""
+        if self.conv.waiting and not self.running and self.full is None:
+            self.banner_text.setText("This conversation stopped before its last message was "
+                                     "answered.")
+            self.trim_button.hide()
+            self.answer_button.show()
+            self.banner.show()
+        elif self.full is None:
+            self.banner.hide()
+
+    # -- conversations ----------------------------------------------------------------------
+    def new_chat(self) -> None:
+        if self.running:
+            return
+        system = self.conv.system
+        self.conv = Conversation(system=system)
+        self.full = None
+        self.queued = []
+        self.rebuild()
+
+    def open_conversation(self, conv: Conversation) -> None:
+        if self.running:
+            return
+        self.conv = conv
+        self.full = None
+        self.queued = []
+        self.rebuild()
+        self._scroll_to_end()
+
+    def load_sample(self, file: str) -> None:
+        turns = script_turns(read_text("conversations", file))
+        if not turns or self.running:
+            return
+        self.new_chat()
+        self.input.setPlainText(turns[0])
+        self.queued = turns[1:]
+
+    def _save(self) -> None:
+        try:
+            self.store.save(self.conv)
+        except OSError as exc:
+            self.status.setText(f"The conversation could not be saved: {exc}")
+
+    def export_to(self, path: str | Path) -> None:
+        """Write the conversation: Markdown for ``.md``, else JSON."""
+        p = Path(path)
+        text = export_markdown(self.conv) if p.suffix.lower() == ".md" else export_json(self.conv)
+        p.write_text(text, encoding="utf-8")
+
+    def import_from(self, path: str | Path) -> Conversation:
+        conv = import_json(Path(path).read_text(encoding="utf-8"), self.store)
+        self.open_conversation(conv)
+        return conv
+
+    def _fill_samples(self, menu: QMenu) -> None:
+        menu.clear()
+        for title, file in SAMPLE_CONVERSATIONS:
+            menu.addAction(title).triggered.connect(lambda _c=False, f=file: self.load_sample(f))
+
+    def _fill_open(self, menu: QMenu) -> None:
+        menu.clear()
+        listed = self.store.list()[:30]
+        for s in listed:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.updated))
+            tracks = ", ".join(track_label(t) for t in s.tracks) or "no answer"
+            waiting = " · waiting" if s.waiting else ""
+            act = menu.addAction(f"{s.title or s.id} — {s.turns} turns · {when}{waiting}")
+            act.setToolTip(f"{s.id}\n{tracks}")
+            act.triggered.connect(lambda _c=False, i=s.id: self._open_id(i))
+        if not listed:
+            menu.addAction("No saved conversations").setEnabled(False)
+        menu.addSeparator()
+        menu.addAction("Import JSON…").triggered.connect(self._import_dialog)
+
+    def _open_id(self, conv_id: str) -> None:
+        try:
+            self.open_conversation(self.store.load(conv_id))
+        except Exception as exc:  # a damaged file: said, not raised into Qt
+            self.status.setText(f"Could not open it: {exc}")
+
+    def _import_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a conversation", "",
+                                              "Conversation (*.json)")
+        if path:
+            try:
+                self.import_from(path)
+            except Exception as exc:
+                self.status.setText(f"Could not import it: {exc}")
+
+    def _fill_export(self, menu: QMenu) -> None:
+        menu.clear()
+        for label, suffix in (("JSON (re-importable)…", ".json"), ("Markdown…", ".md")):
+            act = menu.addAction(label)
+            act.setEnabled(bool(self.conv.messages))
+            act.triggered.connect(lambda _c=False, s=suffix: self._export_dialog(s))
+
+    def _export_dialog(self, suffix: str) -> None:
+        name = (self.conv.title or "conversation")[:40].replace("/", "-") + suffix
+        path, _ = QFileDialog.getSaveFileName(self, "Export the conversation", name)
+        if path:
+            try:
+                self.export_to(path)
+            except OSError as exc:
+                self.status.setText(f"Not written: {exc}")
