@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,17 +23,51 @@ from app.cli_common import (
     EXIT_OK,
     EXIT_REFUSED,
     CheckedOutput,
+    HelpFormatter,
     OutputError,
+    check_model_name,
+    did_you_mean,
     resolve_model,
 )
 from app.core.errors import DecodeLabError, RefusedError
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Every command's help shows its defaults (subcommands are made with this class).
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         # argparse exits 2 for bad arguments, which is our "refused" code too.
-        print(f"decodelab: {message}", file=sys.stderr)
+        print(f"decodelab: {message}{self._suggestion(message)}", file=sys.stderr)
         raise SystemExit(EXIT_REFUSED)
+
+    def _suggestion(self, message: str) -> str:
+        """A typo's likely meaning: a command ("invalid choice: 'rnu'") or an option
+        ("unrecognized arguments: --tmp 0.7")."""
+        choice = re.match(r"argument .*: invalid choice: '([^']*)' \(choose from (.*)\)$",
+                          message)
+        if choice:
+            return did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
+        unknown = re.match(r"unrecognized arguments: (.*)$", message)
+        if unknown:
+            first = next((w for w in unknown[1].split() if w.startswith("--")), None)
+            if first is not None:
+                return did_you_mean(first.split("=", 1)[0], _flags(self))
+        return ""
+
+
+def _flags(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of ``parser`` and its subcommands (argparse reports an unknown option
+    of a subcommand from the top-level parser)."""
+    flags: list[str] = []
+    for action in parser._actions:
+        flags += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                flags += _flags(sub)
+    return list(dict.fromkeys(flags))
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -56,11 +91,16 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.cli_chat import add_chat_parser
     from app.cli_history import add_history_parser
     from app.cli_models import add_models_parser
     from app.cli_run import add_run_parsers
+    from app.cli_worker import add_worker_parser
 
-    parser = _Parser(prog="decodelab", description="DecodeLab: which decoding track pays?")
+    parser = _Parser(prog="decodelab", description="DecodeLab: which decoding track pays?",
+                     epilog="For example: decodelab run --model smollm2-135m --prompt 'What is "
+                            "the capital of France?' --track 8 ('decodelab run --help' lists "
+                            "the tracks and every setting).")
     parser.add_argument("--version", action="version", version=f"decodelab {__version__}")
     sub: Any = parser.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -74,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.set_defaults(func=_cmd_inspect)
 
     add_run_parsers(sub)
+    add_chat_parser(sub)
     add_models_parser(sub)
     add_history_parser(sub)
+    add_worker_parser(sub)
     return parser
 
 
@@ -84,7 +126,8 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", help="target model: GGUF path or pinned name")
     p.add_argument("--draft", help="draft model: GGUF path or pinned name")
-    p.add_argument("--track", default=None, help="track to select")
+    p.add_argument("--track", default=None,
+                   help="track to select: an id, a number or a name, e.g. 8 or lookup")
     p.add_argument("--prompt-file", help="load this prompt (a UTF-8 text file)")
     p.add_argument("--run", action="store_true", help="start a run right away")
     p.add_argument("--screenshot", help="save a PNG of the window when the run ends")
@@ -110,7 +153,24 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
-    from app.ui.app import run_gui
+    from app.core.tracks import resolve_track_alias, unknown_track
+
+    # The window takes track ids; a user may type any alias (a deprecated track is
+    # selected, to show why it does not run).
+    def track_id(text: str) -> str:
+        track = resolve_track_alias(text)
+        if track is None:
+            raise RefusedError(unknown_track(text))
+        return track.id
+
+    for spec in (args.model, args.draft):
+        if spec:
+            check_model_name(spec)  # a typo is refused here; a missing file in the window
+    if args.track:
+        args.track = track_id(args.track)
+    if args.tracks:
+        args.tracks = ",".join(track_id(t) for t in args.tracks.split(",") if t.strip())
+    from app.ui.app import run_gui  # after the checks: Qt takes a while to load
 
     return run_gui(args)
 

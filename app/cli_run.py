@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import shutil
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import app.core.drafting.registry as registry
+from app.cli_rpc import add_rpc_arguments, placement
 from app.core.errors import DecodeLabError, RefusedError
-from app.core.events import RunSettings
+from app.core.events import RunResult, RunSettings
 from app.core.settings_check import (
     LIMITS,
     MAX_DRAFT,
@@ -66,49 +69,90 @@ def _prompt_text(text: str) -> str:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="target: GGUF path or pinned model name")
-    p.add_argument("--draft", help="draft model: GGUF path or pinned model name")
+    """``run`` and ``compare``: a prompt, the template switch, then every run option."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", type=_prompt_text, help="prompt text (not empty)")
     src.add_argument("--prompt-file", help="UTF-8 file holding the prompt (not empty)")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt in the chat template")
-    p.add_argument("--system", help="system message (with --chat)")
+    chat = p.add_mutually_exclusive_group()
+    chat.add_argument("--raw", dest="chat", action="store_false",
+                      help="the prompt as it is, without the model's chat template (default: "
+                           "the template wraps the prompt as a user message, where the model "
+                           "has one, as in the window)")
+    chat.add_argument("--chat", dest="chat", action="store_true",
+                      help="the chat template (the default; kept for older scripts)")
+    p.set_defaults(chat=True)
+    add_run_options(p)
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="the result as JSON on standard output")
+    out.add_argument("--no-events", action="store_true",
+                     help="leave per-token events out of JSON")
+    out.add_argument("--no-save", action="store_true", help="do not keep the run in the history")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """What every run takes, here and in ``chat``: models, system message, sampling,
+    drafting, each source's settings, the machine and remote workers."""
+    from app.core.chat.render import DEFAULT_SYSTEM
+
+    p.add_argument("--model", required=True, help="target: GGUF path or pinned model name")
+    p.add_argument("--draft", help="draft model: GGUF path or pinned model name (Track 1 "
+                                   "needs one; default: none)")
+    p.add_argument("--system", help=f"system message in the chat template (not with --raw; "
+                                    f"default: \"{DEFAULT_SYSTEM}\"; \"\" for none, and the "
+                                    "model's template may insert its own)")
     d, t = RunSettings(), setting_type
     p.add_argument("--max-tokens", type=t("max_tokens"), default=d.max_tokens, metavar="N",
-                   help=f"at most N answer tokens (1…{LIMITS['max_tokens'].hi})")
-    p.add_argument("--temp", type=t("temperature"), default=d.temperature, metavar="T",
-                   help=f"temperature 0…{LIMITS['temperature'].hi:g}; 0 = greedy")
-    p.add_argument("--seed", type=_seed, default=d.seed, metavar="S",
-                   help=f"sampling seed 0…{MAX_SEED}, or 'random' (the seed drawn is "
-                        "kept in the JSON output and the history)")
-    p.add_argument("--top-k", type=t("top_k"), default=d.top_k, help="0 = whole vocabulary")
-    p.add_argument("--top-p", type=t("top_p"), default=d.top_p, help="0…1")
-    p.add_argument("--min-p", type=t("min_p"), default=d.min_p, help="0…1")
-    p.add_argument("--draft-max", type=t("draft_max"), default=d.draft_max, metavar="K",
-                   help=f"K: most drafts per round, 0…{MAX_DRAFT} (K + 1 tokens are "
-                        f"verified in one batch of {VERIFY_BATCH})")
-    p.add_argument("--draft-min", type=t("draft_min"), default=d.draft_min, metavar="K",
-                   help=f"draft at least K tokens or none, 0…{MAX_DRAFT}")
+                   help=f"at most N answer tokens, 1…{LIMITS['max_tokens'].hi}")
+    sampling = p.add_argument_group(
+        "sampling", "llama.cpp's chain: repetition penalty, top-k, top-p, min-p, temperature. "
+        "Every track applies it alike: at temperature 0 a speculative track gives the "
+        "baseline's exact tokens; above 0 it samples exactly the target's distribution, "
+        "not the baseline's exact tokens.")
+    sampling.add_argument("--temp", type=t("temperature"), default=d.temperature, metavar="T",
+                          help=f"temperature 0…{LIMITS['temperature'].hi:g}; 0 = greedy")
+    sampling.add_argument("--seed", type=_seed, default=d.seed, metavar="S",
+                          help=f"sampling seed 0…{MAX_SEED}, or 'random' (the seed drawn is "
+                               "kept in the JSON output and the history)")
+    sampling.add_argument("--top-k", type=t("top_k"), default=d.top_k, metavar="N",
+                          help="keep the N likeliest tokens; 0 = the whole vocabulary")
+    sampling.add_argument("--top-p", type=t("top_p"), default=d.top_p, metavar="P",
+                          help="keep the likeliest tokens up to this probability mass, 0…1")
+    sampling.add_argument("--min-p", type=t("min_p"), default=d.min_p, metavar="P",
+                          help="drop tokens below P times the likeliest one's probability, "
+                               "0…1")
+    rp = LIMITS["repeat_penalty"]
+    sampling.add_argument("--repeat-penalty", type=t("repeat_penalty"),
+                          default=d.repeat_penalty, metavar="R",
+                          help=f"penalise tokens seen in the last --repeat-last-n tokens, "
+                               f"{rp.lo:g}…{rp.hi:g}; 1 = off, above 1 repeats less")
+    sampling.add_argument("--repeat-last-n", type=t("repeat_last_n"), default=d.repeat_last_n,
+                          metavar="N", help="how many recent tokens (prompt included) the "
+                                            "repeat penalty looks at; -1 = all, 0 = off")
+    drafting = p.add_argument_group("drafting")
+    drafting.add_argument("--draft-max", type=t("draft_max"), default=d.draft_max, metavar="K",
+                          help=f"K: most drafts per round, 0…{MAX_DRAFT} (K + 1 tokens are "
+                               f"verified in one batch of {VERIFY_BATCH})")
+    drafting.add_argument("--draft-min", type=t("draft_min"), default=d.draft_min, metavar="K",
+                          help=f"draft at least K tokens or none, 0…{MAX_DRAFT}")
+    drafting.add_argument("--fixed", action="store_true",
+                          help="fixed draft length K (as llama.cpp) instead of adaptive "
+                               "drafting (default: adaptive, K is then a cap)")
+    drafting.add_argument("--experts", type=t("experts"), metavar="N",
+                          help="active experts for MoE tracks, 1…the model's expert count "
+                               "(default: the model's own)")
     add_source_flags(p)
-    p.add_argument(
-        "--fixed",
-        action="store_true",
-        help="fixed draft length K (as llama.cpp) instead of adaptive drafting",
-    )
-    p.add_argument("--experts", type=t("experts"), metavar="N",
-                   help="active experts for MoE tracks, 1…the model's expert count")
-    p.add_argument("--threads", type=t("threads"), metavar="N",
-                   help=f"1…{LIMITS['threads'].hi}; default: physical cores")
-    p.add_argument("--ctx", type=t("ctx"), default=d.ctx, metavar="N",
-                   help=f"context size in tokens, 1…{LIMITS['ctx'].hi}")
-    p.add_argument("--gpu-layers", type=t("gpu_layers"), default=d.gpu_layers, metavar="N",
-                   help="target layers on the GPU; -1 = all")
-    p.add_argument("--draft-gpu-layers", type=t("draft_gpu_layers"),
-                   default=d.draft_gpu_layers, metavar="N",
-                   help="draft layers on the GPU; -1 = all")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--no-events", action="store_true", help="leave per-token events out of JSON")
-    p.add_argument("--no-save", action="store_true", help="do not keep the run in the history")
+    machine = p.add_argument_group("machine")
+    machine.add_argument("--threads", type=t("threads"), metavar="N",
+                         help=f"1…{LIMITS['threads'].hi} (default: physical cores)")
+    machine.add_argument("--ctx", type=t("ctx"), default=d.ctx, metavar="N",
+                         help=f"context size in tokens, 1…{LIMITS['ctx'].hi}")
+    machine.add_argument("--gpu-layers", type=t("gpu_layers"), default=d.gpu_layers,
+                         metavar="N", help="target layers offloaded: to the GPU, or with --rpc "
+                                           "to the workers (there the default is all); -1 = all")
+    machine.add_argument("--draft-gpu-layers", type=t("draft_gpu_layers"),
+                         default=d.draft_gpu_layers, metavar="N",
+                         help="draft layers on the GPU; -1 = all")
+    add_rpc_arguments(p)
 
 
 def _source_type(spec: registry.Setting) -> Any:
@@ -135,16 +179,49 @@ def add_source_flags(p: argparse.ArgumentParser) -> None:
                                metavar=metavar, help=f"{spec.help} ({shown})")
 
 
+def tracks_help(width: int | None = None) -> str:
+    """The tracks for ``--help``: id, number and what each does, the combinations and the
+    deprecated ones (generated from ``app.core.tracks``, so a new source is listed)."""
+    from app.core.tracks import DEPRECATED, working
+
+    width = width or max(60, shutil.get_terminal_size().columns - 2)  # as argparse
+    singles = [t for t in working() if len(t.sources) + t.moe <= 1]
+    lines = textwrap.wrap("tracks (an id, a number or the name the window shows, in any "
+                          "case; join with + to combine, e.g. 1+8 or draft+lookup):", width)
+    for t in singles:
+        number = "0" if t.id == "baseline" else str(t.number or "")
+        lines += textwrap.wrap(f"{t.name}: {t.summary}", width,
+                               initial_indent=f"  {t.id:<9} {number:>2}  ",
+                               subsequent_indent=" " * 16)
+    combos = ", ".join(t.id for t in working() if len(t.sources) + t.moe > 1)
+    lines += textwrap.wrap(f"combinations: {combos}", width, initial_indent="  ",
+                           subsequent_indent="    ", break_on_hyphens=False)
+    gone = ", ".join(f"{t.number}\N{NO-BREAK SPACE}{t.id}" for t in DEPRECATED)
+    lines += textwrap.wrap(f"deprecated (refused, with why and what to use instead): {gone}",
+                           width, initial_indent="  ", subsequent_indent="    ",
+                           break_on_hyphens=False)
+    return "\n".join(lines)
+
+
 def add_run_parsers(sub: Any) -> None:
-    run = sub.add_parser("run", help="run one track")
+    run = sub.add_parser("run", help="run one track", description="Run one track on a prompt "
+                         "and print the answer, then its figures on standard error.",
+                         epilog=tracks_help())
+    run.add_argument("--track", default="baseline",
+                     help="the track to run: an id, a number or a name (see below)")
     _add_common(run)
-    run.add_argument("--track", required=True)
     run.add_argument("--stream", action="store_true", help="print tokens as they come")
     run.set_defaults(func=cmd_run)
-    cmp = sub.add_parser("compare", help="run several tracks on one prompt")
+    cmp = sub.add_parser("compare", help="run several tracks on one prompt",
+                         description="Run several tracks on one prompt with the same settings "
+                         "(the baseline first, added if missing) and judge them against it. "
+                         "A progress line per run goes to standard error.",
+                         epilog=tracks_help())
+    cmp.add_argument("--tracks", required=True,
+                     help="comma-separated tracks, e.g. 8,1 or lookup,draft+lookup (see below)")
     _add_common(cmp)
-    cmp.add_argument("--tracks", required=True, help="comma-separated track ids")
-    cmp.add_argument("--csv", help="also write one row per run to this CSV file")
+    cmp.add_argument("--csv", help="also write one row per run to this CSV file (default: "
+                                   "none)")
     cmp.add_argument("--repeats", type=_repeats, default=1, metavar="N",
                      help=f"run the tracks N times, interleaved (1…{MAX_REPEATS}); report each "
                           "track's median run and the spread of its speedups")
@@ -160,6 +237,8 @@ def settings_from(args: argparse.Namespace, track: str) -> RunSettings:
         top_k=args.top_k,
         top_p=args.top_p,
         min_p=args.min_p,
+        repeat_penalty=args.repeat_penalty,
+        repeat_last_n=args.repeat_last_n,
         draft_max=args.draft_max,
         draft_min=args.draft_min,
         adaptive=not args.fixed,
@@ -168,8 +247,8 @@ def settings_from(args: argparse.Namespace, track: str) -> RunSettings:
         ctx=args.ctx,
         chat=args.chat,
         system=args.system,
-        gpu_layers=args.gpu_layers,
         draft_gpu_layers=args.draft_gpu_layers,
+        **placement(args),  # --rpc / --rpc-split / --gpu-layers
         options={spec.name: getattr(args, spec.name) for spec in registry.all_settings()
                  if getattr(args, spec.name, None) is not None},
     )
@@ -194,13 +273,37 @@ def _cancel_on_sigint() -> threading.Event:
     return cancel
 
 
+def _checked_tracks(args: argparse.Namespace, texts: list[str]) -> list[str]:
+    """The ids of the tracks the user named (aliases allowed), refused before anything is
+    loaded: unknown (with a suggestion), deprecated, or missing the flag a track needs."""
+    from app.core.labels import track_label
+    from app.core.tracks import resolve_track
+
+    if args.system is not None and not args.chat:
+        raise RefusedError("--system goes into the chat template: leave out --raw")
+    tracks = [resolve_track(text) for text in texts]
+    needs = next((t for t in tracks if t.needs_draft_model), None)
+    if needs is not None and not args.draft:
+        raise RefusedError(f"no draft model chosen for {track_label(needs.id)}: add --draft MODEL "
+                           f"(e.g. --draft {_example_draft()})")
+    return list(dict.fromkeys(t.id for t in tracks))
+
+
+def _example_draft() -> str:
+    from app.core.models.catalog import CATALOG
+
+    return next((e.name for e in CATALOG.values() if e.role.startswith("Track 1 draft")),
+                "MODEL")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from app.cli_output import print_result, stream_sink
     from app.core.session import Session
 
+    (track,) = _checked_tracks(args, [args.track])
     prompt = _prompt(args)  # a bad prompt file is refused before anything is loaded
     target, draft = _models(args)
-    settings = settings_from(args, args.track)
+    settings = settings_from(args, track)
     session = Session()
     try:
         sink = stream_sink() if args.stream and not args.json else None
@@ -211,16 +314,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = 0
     if not args.no_save:
         from app.core.events import RunRequest
-        from app.core.history import record_run
+        from app.core.history import record_run, worth_keeping
 
-        code = _save(lambda: record_run(result, RunRequest(target, draft, prompt, settings)))
+        if worth_keeping(result):  # a run cancelled before its first token holds nothing
+            code = _save(lambda: record_run(result, RunRequest(target, draft, prompt, settings)))
     if sink is not None and sink.error is not None:
         raise sink.error  # standard output failed while streaming; the run is kept
     if args.json:
         print(json.dumps(result.to_dict(with_events=not args.no_events), indent=1))
     else:
         print_result(result, streamed=sink is not None)
+    if result.stop_reason == "error":  # e.g. a remote worker lost: the partial answer is kept
+        print(f"decodelab: error: {result.error}", file=sys.stderr)
+        return 1  # failed (cli_common.EXIT_FAILED)
     return code
+
+
+def progress_line(done: int, total: int, result: RunResult) -> str:
+    """"[2/6] Track 8 · Prompt lookup: 118 tokens, 41.2 tok/s" (and why it stopped, if
+    it did not end as asked)."""
+    from app.core.labels import stop_label, track_label
+
+    line = (f"[{done}/{total}] {track_label(result.track)}: {result.n_generated} tokens, "
+            f"{result.tokens_per_second:.1f} tok/s")
+    if result.stop_reason not in ("eos", "max_tokens"):
+        line += f" ({stop_label(result.stop_reason).lower()})"
+    return line
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -228,9 +347,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from app.core.compare import compare
     from app.core.session import Session
 
-    tracks = [t.strip() for t in args.tracks.split(",") if t.strip()]
-    if not tracks:
-        raise RefusedError("--tracks names no track")
+    texts = [t.strip() for t in args.tracks.split(",") if t.strip()]
+    if not texts:
+        raise RefusedError("--tracks names no track: e.g. --tracks lookup,draft")
+    tracks = _checked_tracks(args, texts)
     prompt = _prompt(args)
     target, draft = _models(args)
     settings = settings_from(args, "baseline")
@@ -239,6 +359,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         result = compare(
             session, target, draft, prompt, tracks, settings, cancel=_cancel_on_sigint(),
             repeats=args.repeats,
+            on_run=lambda done, total, r: print(progress_line(done, total, r), file=sys.stderr,
+                                                flush=True),
         )
     finally:
         session.close()

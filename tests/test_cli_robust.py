@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -35,11 +36,16 @@ def cli(*args: str | Path, stdout: int | IO[Any] = subprocess.PIPE,
                           env=env or dict(os.environ))
 
 
+# What ``compare`` writes to stderr as each run ends ("[2/3] Track 8 · Prompt lookup: ...").
+PROGRESS = re.compile(r"\[\d+/\d+\] ")
+
+
 def one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
-    """The single stderr line of a process that exited with ``code``."""
+    """The single stderr line (besides compare's progress lines) of a process that exited
+    with ``code``."""
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = [line for line in proc.stderr.strip().splitlines() if not PROGRESS.match(line)]
     assert len(lines) == 1, proc.stderr
     return lines[0]
 

@@ -1,8 +1,12 @@
-"""Token choice from logits: greedy, llama.cpp's truncation chain, and the exact
-speculative-sampling acceptance rule.
+"""Token choice from logits: greedy, llama.cpp's repetition penalty and truncation chain,
+and the exact speculative-sampling acceptance rule.
 
-The chain is llama.cpp's order: top-k, top-p, min-p on temperature-1 probabilities, then
-the temperature, then a draw. Verification with speculative sampling (Leviathan et al.
+The chain is llama.cpp's order: the repetition penalty on the raw logits, then top-k,
+top-p, min-p on temperature-1 probabilities, then the temperature, then a draw. The penalty
+depends on the tokens before the position being sampled, so the engine applies it to every
+row it verifies with the history up to that row (``penalised``): the baseline and every
+speculative track then choose from the same logits, and greedy speculation still gives the
+baseline's tokens. Verification with speculative sampling (Leviathan et al.
 2023, Chen et al. 2023) keeps the output distribution exactly the target's, provided the
 draft token was drawn from the very distribution ``q`` passed here; a deterministic drafter
 (prompt lookup, or a greedy draft) passes ``q=None``, meaning one-hot.
@@ -10,6 +14,7 @@ draft token was drawn from the very distribution ``q`` passed here; a determinis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +26,10 @@ class SamplerSettings:
     top_k: int = 40
     top_p: float = 0.95
     min_p: float = 0.05
+    # llama.cpp's repetition penalty: the logits of tokens among the last ``repeat_last_n``
+    # (-1: all, 0: none) are divided by it when positive, multiplied when not; 1.0 = off.
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
 
     @property
     def greedy(self) -> bool:
@@ -40,6 +49,29 @@ class Distribution:
 
     def sample(self, rng: np.random.Generator) -> int:
         return int(self.ids[rng.choice(self.probs.size, p=self.probs)])
+
+
+def penalised(
+    row: np.ndarray, s: SamplerSettings, history: Sequence[int], extra: Sequence[int] = ()
+) -> np.ndarray:
+    """``row`` with the repetition penalty of ``s`` applied for the tokens of ``history``
+    followed by ``extra`` (the drafts accepted before this row); ``row`` itself when the
+    penalty is off. Never changes ``row`` (a view into llama.cpp's logits)."""
+    n = s.repeat_last_n
+    if s.repeat_penalty == 1.0 or n == 0 or not (history or extra):
+        return row
+    if n < 0:
+        recent = [*history, *extra]
+    else:  # the tail only: the history can be the whole context
+        tail = list(extra[-n:])
+        need = n - len(tail)
+        recent = [*history[max(0, len(history) - need):], *tail] if need else tail
+    ids = np.unique(np.asarray(recent, dtype=np.int64))
+    ids = ids[(ids >= 0) & (ids < row.shape[0])]
+    out = np.array(row, copy=True)
+    hit = out[ids]
+    out[ids] = np.where(hit <= 0, hit * s.repeat_penalty, hit / s.repeat_penalty)
+    return out
 
 
 def greedy(row: np.ndarray) -> int:

@@ -29,6 +29,8 @@ MAX_CTX = 1 << 20  # a million tokens: more than any model here was trained for
 MAX_THREADS = 512  # GGML_MAX_N_THREADS
 MAX_SEED = MAX_INT32
 MAX_TEMPERATURE = 100.0  # far past the point where sampling is uniform over the candidates
+# The penalty divides positive logits: 0 is no value, and 10 all but bans a seen token.
+MIN_REPEAT_PENALTY, MAX_REPEAT_PENALTY = 0.1, 10.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ LIMITS: dict[str, Limit] = {
     "top_k": Limit("top-k", int, 0, MAX_INT32, why="0 = the whole vocabulary"),
     "top_p": Limit("top-p", float, 0.0, 1.0),
     "min_p": Limit("min-p", float, 0.0, 1.0),
+    "repeat_penalty": Limit("repeat-penalty", float, MIN_REPEAT_PENALTY, MAX_REPEAT_PENALTY,
+                            why="1 = off; above 1 repeats less"),
+    "repeat_last_n": Limit("repeat-last-n", int, -1, MAX_CTX,
+                           why="-1 = the whole context, 0 = off"),
     "draft_max": Limit("draft-max", int, 0, MAX_DRAFT,
                        why=f"the pending token and K drafts share one batch of {VERIFY_BATCH}"),
     "draft_min": Limit("draft-min", int, 0, MAX_DRAFT),

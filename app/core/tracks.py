@@ -10,6 +10,7 @@ GGUF models and what to use instead.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from itertools import combinations
@@ -168,8 +169,96 @@ def get_track(track_id: str) -> Track:
     """The track with this id; RefusedError for unknown or deprecated ones."""
     track = find_track(track_id)
     if track is None:
-        known = ", ".join(t.id for t in working())
-        raise RefusedError(f"unknown track {track_id!r} (tracks: {known})")
+        raise RefusedError(unknown_track(track_id))
+    return _refuse_deprecated(track)
+
+
+# -- what a user may type for a track -------------------------------------------------------
+# Ids stay the one form that runs, results and history carry; a user may also type a
+# track's number, "track8", its name as the window shows it, or "Track 8 · Prompt lookup",
+# in any case, and join any of them with "+". ``resolve_track`` turns that into the id.
+
+_SEPARATORS = re.compile(r"[\s_\-:·/.]+")
+
+
+def _key(text: str) -> str:
+    return _SEPARATORS.sub("-", text.strip().lower()).strip("-")
+
+
+def _alias_table() -> dict[str, str]:
+    """Every alias (as ``_key`` writes it) of a single track or part, to its id part."""
+    table: dict[str, str] = {"0": "baseline", "base": "baseline"}
+
+    def add(part: str, number: int | None, *names: str) -> None:
+        for name in (part, *names):
+            table.setdefault(_key(name), part)
+        if number is not None:
+            for form in (f"{number}", f"track{number}", f"track-{number}"):
+                table.setdefault(form, part)
+            for name in names:
+                table.setdefault(f"track-{number}-{_key(name)}", part)
+
+    add(BASELINE.id, None, BASELINE.name)
+    for src in sources():
+        add(src.id, src.number, src.name, src.label)
+    add("moe", MOE_NUMBER, MOE_NAME, "MoE reduction", "expert reduction")
+    for t in DEPRECATED:
+        add(t.id, t.number, t.name)
+    return table
+
+
+def resolve_track_alias(text: str) -> Track | None:
+    """The track ``text`` means (an id, number, name or label, in any case; parts joined by
+    ``+``, e.g. ``1+8``, ``Draft model + prompt lookup``), or None. A deprecated track,
+    alone or in a combination, resolves to its deprecated entry (to be refused with why)."""
+    table = _alias_table()
+    parts = [table.get(_key(p)) for p in text.split("+")]
+    if not parts or any(p is None for p in parts):
+        return None
+    ids = list(dict.fromkeys(p for p in parts if p is not None))
+    for t in DEPRECATED:
+        if t.id in ids:
+            return t
+    if len(ids) == 1:
+        return find_track(ids[0])
+    if BASELINE.id in ids:
+        return None  # the baseline drafts nothing: it does not combine
+    return find_track("+".join(ids))
+
+
+def suggest_track(text: str) -> str | None:
+    """The id of the track ``text`` was probably meant to name (a typo), or None."""
+    table = _alias_table()
+    picked = []
+    for part in text.split("+"):
+        key = _key(part)
+        close = table.get(key) or next(iter(difflib.get_close_matches(key, table, 1, 0.6)), None)
+        if close is None:
+            return None
+        picked.append(table.get(close, close))
+    track = resolve_track_alias("+".join(picked))
+    return track.id if track is not None else None
+
+
+def unknown_track(text: str) -> str:
+    """One line: ``text`` names no track, what it may have meant, and the tracks there are."""
+    hint = suggest_track(text)
+    singles = [t for t in working() if len(t.sources) + t.moe <= 1]
+    known = ", ".join(f"{t.id} ({t.number})" if t.number else t.id for t in singles)
+    did = f": did you mean {hint!r}?" if hint else ""
+    return f"unknown track {text!r}{did} (tracks: {known}; join with +, e.g. draft+lookup)"
+
+
+def resolve_track(text: str) -> Track:
+    """The track ``text`` means (see ``resolve_track_alias``); RefusedError, one line, for
+    an unknown one (with a suggestion) or a deprecated one (with why and what instead)."""
+    track = resolve_track_alias(text)
+    if track is None:
+        raise RefusedError(unknown_track(text))
+    return _refuse_deprecated(track)
+
+
+def _refuse_deprecated(track: Track) -> Track:
     if track.deprecated:
         raise RefusedError(
             f"{track.label} is deprecated: {track.failure}. Use {track.instead} instead."
