@@ -104,6 +104,7 @@ def _list(history: Any, args: argparse.Namespace) -> int:
             f"{r.tokens_per_second:>7.2f} {_fmt(r.speedup, '.2f'):>7} "
             f"{_fmt(r.acceptance_rate, '.0%'):>6}  {r.target} / {r.prompt_preview}"
             + (f"  [{r.comparison_id}]" if r.comparison_id else "")
+            + ("  (drafted nothing)" if r.drafted_nothing else "")
         )
     return 0
 
@@ -119,8 +120,8 @@ def _records(history: Any, run_id: str) -> list[Any]:
 
 def _show(history: Any, run_id: str, args: argparse.Namespace) -> int:
     from app.cli_output import print_comparison, print_result
-    from app.core.compare import Comparison
     from app.core.export import to_json
+    from app.core.history import ComparisonRecord
 
     records = _records(history, run_id)
     if args.json:
@@ -145,9 +146,11 @@ def _show(history: Any, run_id: str, args: argparse.Namespace) -> int:
     print(f"prompt   {' '.join(first.prompt.split())[:70]}")
     print()
     if len(records) > 1 or first.comparison is not None:
-        print_comparison(Comparison([r.compared_run() for r in records]))
+        # Its repeats' figures too: the verdict and ranges as the comparison showed them.
+        print_comparison(ComparisonRecord(run_id, records, True).comparison)
     else:
-        print_result(first.result, streamed=False)
+        shown = first.shown
+        print_result(first.result, streamed=False, verdict=shown.verdict if shown else None)
     return 0
 
 

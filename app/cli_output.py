@@ -6,10 +6,12 @@ import statistics
 import sys
 
 from app.cli_common import OutputError
-from app.core.compare import Comparison
 from app.core.compat import Compatibility
 from app.core.events import Event, RunResult, TokenEvent
 from app.core.gguf_info import ModelInfo
+from app.core.labels import MEAN_ACCEPTED_LENGTH_HELP, stop_label
+from app.core.metrics import mean_accepted_length
+from app.core.verdict import Comparison, idle_reason
 
 
 def _mb(n: int) -> str:
@@ -82,26 +84,39 @@ def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def print_result(r: RunResult, streamed: bool) -> None:
+def print_result(r: RunResult, streamed: bool, verdict: str | None = None) -> None:
+    """The answer (unless it was streamed), then its figures on standard error; ``verdict``:
+    the speedup and verdict it was shown with (a saved run), if any."""
     if not streamed:
         print(r.text)
     print()
+    mean = mean_accepted_length(r.events)
     print(
         f"[{r.track}] {r.n_generated} tokens in {r.generation_seconds:.2f} s "
         f"({r.tokens_per_second:.2f} tokens/s), stop: {r.stop_reason}; "
         f"drafted {r.n_drafted}, accepted {r.n_accepted} "
         f"(acceptance {_fmt(r.acceptance_rate, '.1%')}, mean accepted length "
-        f"{_fmt(r.mean_accepted_length)}); prompt {r.prompt_tokens} tokens in "
-        f"{r.prefill_seconds:.2f} s",
+        f"{_fmt(mean)}{' ' + _MEAN_NOTE if mean is not None else ''}); "
+        f"prompt {r.prompt_tokens} tokens in {r.prefill_seconds:.2f} s",
         file=sys.stderr,
     )
-    for note in r.notes:
-        print(f"[{r.track}] note: {note}", file=sys.stderr)
+    idle = idle_reason(r)
+    if idle is not None:  # the notes say why: said once, as the reason
+        print(f"[{r.track}] drafted nothing: {idle}", file=sys.stderr)
+    else:
+        for note in r.notes:
+            print(f"[{r.track}] note: {note}", file=sys.stderr)
+    if verdict:
+        print(f"[{r.track}] speedup: {verdict}", file=sys.stderr)
+
+
+_MEAN_NOTE = "= accepted drafts + 1 bonus token per verify"
 
 
 def print_comparison(c: Comparison) -> None:
     """The table of a comparison; with repeats, medians and each track's speedup range
-    (lowest-highest of its paired speedups); then the runs' notes."""
+    (lowest-highest of its paired speedups); then the verdict (``verdict.judge``: no best
+    within noise), why a track drafted nothing, and the runs' notes."""
     spread = c.repeats > 1
     rng = f" {'range':>11}" if spread else ""
     head = (
@@ -114,9 +129,11 @@ def print_comparison(c: Comparison) -> None:
     print("-" * len(head))
     for run in c.runs:
         r = run.result
-        note = ""
+        note = "drafted nothing" if idle_reason(r) is not None else ""
+        if r.stop_reason not in ("eos", "max_tokens"):
+            note = ", ".join(filter(None, [note, stop_label(r.stop_reason).lower()]))
         if run.first_difference is not None:
-            note = f"differs at token {run.first_difference}"
+            note = ", ".join(filter(None, [note, f"differs at token {run.first_difference}"]))
             if run.baseline_margin is not None:
                 note += (
                     f" (baseline margin {run.baseline_margin:.3f}: "
@@ -138,10 +155,17 @@ def print_comparison(c: Comparison) -> None:
             cells = f" {_fmt(low) + '-' + _fmt(high):>11}"
         print(
             f"{r.track:<18} {tps:>8.2f} {_fmt(run.speedup, '.2f'):>8}{cells} "
-            f"{_fmt(r.acceptance_rate, '.0%'):>7} {_fmt(r.mean_accepted_length):>8} "
+            f"{_fmt(r.acceptance_rate, '.0%'):>7} {_fmt(mean_accepted_length(r.events)):>8} "
             f"{same:>5}  {note}"
         )
+    print(f"mean len: {MEAN_ACCEPTED_LENGTH_HELP}")
+    if len(c.runs) > 1:
+        print(f"verdict: {c.verdict.text}")
     for run in c.runs:
+        idle = idle_reason(run.result)
+        if idle is not None:
+            print(f"drafted nothing [{run.result.track}]: {idle}")
+            continue
         for text in run.result.notes:
             print(f"note [{run.result.track}]: {text}")
 

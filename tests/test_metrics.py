@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.core import metrics
-from app.core.events import RejectionEvent, RoundEvent, RunResult, TokenEvent
+from app.core.events import Event, NoteEvent, RejectionEvent, RoundEvent, RunResult, TokenEvent
 
 
 def tok(pos: int, t: float, origin: str = "target", src: str | None = None) -> TokenEvent:
@@ -39,7 +39,8 @@ def test_acceptance_series_and_positions() -> None:
     assert proposed == [3, 3, 2, 1]
     assert accepted == [2, 2, 0, 0]
     assert metrics.position_rates(proposed, accepted) == pytest.approx([2 / 3, 2 / 3, 0, 0])
-    assert metrics.mean_accepted_length(rounds) == pytest.approx(4 / 3)
+    # accepted drafts + the bonus token, per round that drafted: (3 + 3 + 1) / 3
+    assert metrics.mean_accepted_length(rounds) == pytest.approx(7 / 3)
     assert metrics.mean_accepted_length([rnd(0, 0, 0)]) is None
 
 
@@ -52,7 +53,7 @@ def test_rolling_acceptance_forgets_old_rounds() -> None:
 
 
 def test_live_metrics_matches_batch_functions() -> None:
-    events = [tok(0, 0.0), rnd(0, 0, 0, 0.0)]
+    events: list[Event] = [tok(0, 0.0), rnd(0, 0, 0, 0.0)]
     t = 0.0
     for i in range(1, 40):
         t += 0.1
@@ -62,6 +63,7 @@ def test_live_metrics_matches_batch_functions() -> None:
             RejectionEvent(7, "x", 2 * i, "lookup", i),
             rnd(i, 2, 1, t),
         ]
+    events.append(NoteEvent("adaptive drafting paused", 78, t))  # not a rejected draft
     live = metrics.LiveMetrics()
     for k in range(0, len(events), 7):  # batches, as the GUI drains them
         live.add(events[k : k + 7])
@@ -71,7 +73,8 @@ def test_live_metrics_matches_batch_functions() -> None:
     assert live.acceptance == metrics.acceptance(rounds)
     assert live.n_tokens == len(tokens) and live.n_rejected == 39
     assert live.acceptance_rate == pytest.approx(0.5)
-    assert live.mean_accepted_length == pytest.approx(1.0)
+    assert live.mean_accepted_length == pytest.approx(2.0)  # 1 accepted + 1 bonus
+    assert live.mean_accepted_length == metrics.mean_accepted_length(events)
     assert live.position_rates == [1.0, 0.0]
     assert metrics.answer_text(events) == "".join(e.text for e in tokens)
 

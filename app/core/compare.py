@@ -20,6 +20,7 @@ import numpy as np
 from app.core.engine import EventSink
 from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
+from app.core.sampling import SamplerSettings, penalised
 from app.core.session import Session, render_prompt
 from app.core.verdict import NEAR_TIE, ComparedRun, Comparison, Repeats, first_difference
 
@@ -39,7 +40,10 @@ def baseline_margin(
     model = session.load_target(target_path, base)
     ids = render_prompt(model, prompt, s.chat, s.system) + answer[:position]
     model.reset()
-    row = np.array(model.eval(ids, 1)[0], dtype=np.float64)
+    # The margin of the logits the run chose from: penalised as the sampler penalises them.
+    row = penalised(np.array(model.eval(ids, 1)[0], dtype=np.float32),
+                    SamplerSettings(repeat_penalty=s.repeat_penalty,
+                                    repeat_last_n=s.repeat_last_n), ids).astype(np.float64)
     top2 = np.partition(row, -2)[-2:]
     return float(abs(top2[1] - top2[0]))
 
@@ -54,6 +58,7 @@ def compare(
     on_event: Callable[[str], EventSink | None] | None = None,
     cancel: threading.Event | None = None,
     repeats: int = 1,
+    on_run: Callable[[int, int, RunResult], None] | None = None,
 ) -> Comparison:
     """Run ``tracks`` in order (baseline first, added if missing) on the same prompt.
 
@@ -63,7 +68,8 @@ def compare(
     drafter would otherwise copy the answer of the repeat before). Each track is then
     represented by its median run, its speedup is the median of the paired speedups (run
     against the baseline of the same repeat) and ``ComparedRun.repeats`` holds them all.
-    ``on_event(track)`` is asked for a listener before every run.
+    ``on_event(track)`` is asked for a listener before every run; ``on_run(done, total,
+    result)`` hears each run as it ends (a comparison takes minutes: progress lines).
     """
     if repeats < 1:
         raise RefusedError(f"repeats must be at least 1 (got {repeats})")
@@ -79,11 +85,14 @@ def compare(
             if cancel is not None and cancel.is_set():
                 break
             sink = on_event(t) if on_event else None
-            runs[i].append(
-                session.run(target_path, draft_path, prompt, replace(s, track=t), sink, cancel)
-            )
+            result = session.run(target_path, draft_path, prompt, replace(s, track=t), sink,
+                                 cancel)
+            runs[i].append(result)
+            if on_run is not None:
+                on_run(rep * len(order) + i + 1, repeats * len(order), result)
     if repeats == 1:
         return _judged(session, target_path, prompt, s, [(r[0], None) for r in runs if r])
+    runs = _complete_repeats(runs)
     picked: list[tuple[RunResult, Repeats | None]] = []
     for i, track_runs in enumerate(runs):
         if not track_runs:
@@ -95,8 +104,20 @@ def compare(
         key = paired if i and len(paired) == len(track_runs) else rep_stats.tokens_per_second
         picked.append((track_runs[key.index(statistics.median_low(key))], rep_stats))
     out = _judged(session, target_path, prompt, s, picked)
-    out.repeats = repeats
+    out.repeats = max((len(r) for r in runs), default=1)
     return out
+
+
+def _complete_repeats(runs: list[list[RunResult]]) -> list[list[RunResult]]:
+    """Only the repeats in which every track ran to its end, when there are such: a repeat
+    cancelled half-way would pair a partial run (or none) with a full one. Without any
+    complete repeat (cancelled in the first), what ran is kept as it is."""
+    longest = max((len(r) for r in runs), default=0)
+    done = [i for i in range(longest)
+            if all(len(r) > i and r[i].stop_reason != "cancelled" for r in runs)]
+    if not done or len(done) == longest:
+        return runs
+    return [[r[i] for i in done] for r in runs]
 
 
 def _snapshot(memory: dict[str, Any]) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from app.core.serialization import (
     compared_run_from_dict,
 )
 from app.core.store import atomic_write_text, loads
-from app.core.verdict import ComparedRun, Comparison
+from app.core.verdict import ComparedRun, Comparison, speedups_of
 
 EXPORT_FORMAT = "decodelab-export"
 EXPORT_VERSION = 1
@@ -64,6 +64,10 @@ RUN_CSV_FIELDS = [
     "draft",
     "created",
     "comparison_id",
+    "repeats",
+    "speedup_min",
+    "speedup_max",
+    "drafted_nothing",
 ]
 TOKEN_CSV_FIELDS = ["run", "position", "id", "text", "origin", "source", "round", "t"]
 
@@ -109,6 +113,11 @@ def to_json(x: Exportable, with_events: bool = True) -> dict[str, Any]:
             d["record"] = it.record.meta_dict()
         runs.append(d)
     doc: dict[str, Any] = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "kind": kind}
+    reps = x.repeats if isinstance(x, Comparison) else max(
+        (it.record.comparison.repeats for it in items if it.record and it.record.comparison),
+        default=None)
+    if kind == "comparison" and reps is not None:
+        doc["repeats"] = reps
     links = {it.record.comparison.id for it in items if it.record and it.record.comparison}
     if kind == "comparison" and len(links) == 1:
         doc["comparison_id"] = links.pop()
@@ -152,9 +161,12 @@ def from_json(doc: object) -> Imported:
     for r, c in zip(runs, compared, strict=True):
         meta = r.get("record") if isinstance(r, dict) else None
         records.append(RunRecord.from_dict(meta, c.result) if meta else None)
+    repeats = d.get("repeats")
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        repeats = max((r.comparison.repeats for r in records if r and r.comparison), default=1)
     return Imported(
         str(d.get("kind") or ("run" if len(runs) == 1 else "comparison")),
-        Comparison(compared),
+        Comparison(compared, repeats),
         records,
         d.get("comparison_id"),
     )
@@ -175,7 +187,11 @@ def run_rows(x: Exportable) -> list[dict[str, Any]]:
         r, rec = it.compared.result, it.record
         eff = r.effective
         row = it.compared.to_dict(with_events=False)
+        speedups = speedups_of(it.compared)
         row.update(
+            repeats=len(speedups) if it.compared.repeats is not None else 1,
+            speedup_min=min(speedups) if speedups else None,
+            speedup_max=max(speedups) if speedups else None,
             run=it.key,
             expert_used_count=eff.get("expert_used_count"),
             draft_max=eff.get("draft_max", r.settings.get("draft_max")),

@@ -15,7 +15,11 @@ Guarantees:
   line's way in) raises ``HistoryFileError`` naming it.
 - ``History.load(id).result`` equals the saved ``RunResult``, events included.
 - A comparison is a group of run records sharing a comparison id (``cmp-…``); each member
-  also carries its speedup and equality against the baseline.
+  also carries its speedup and equality against the baseline, its repeats' figures and the
+  comparison's verdict as shown. A single run carries the speedup and verdict it was shown
+  with (``Shown``), when it was judged.
+- A run cancelled before its first token holds nothing to look at: ``worth_keeping`` says
+  so, and the window does not save it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from app.core.serialization import (
     NewerRecordError,
     RunRecord,
     RunSummary,
+    Shown,
     read_record,
     summarize,
 )
@@ -88,7 +93,9 @@ class ComparisonRecord:
 
     @property
     def comparison(self) -> Comparison:
-        return Comparison([r.compared_run() for r in self.records])
+        link = self.records[0].comparison if self.records else None
+        return Comparison([r.compared_run() for r in self.records],
+                          link.repeats if link is not None else 1)
 
 
 class History:
@@ -257,8 +264,14 @@ class History:
 # -- saving from the GUI worker and the CLI ----------------------------------------------
 
 
+def worth_keeping(result: RunResult) -> bool:
+    """False for a run cancelled before its first token: nothing to reopen or compare."""
+    return not (result.stop_reason == "cancelled" and result.n_generated == 0)
+
+
 def make_record(
-    result: RunResult, request: RunRequest, comparison: ComparisonLink | None = None
+    result: RunResult, request: RunRequest, comparison: ComparisonLink | None = None,
+    shown: Shown | None = None,
 ) -> RunRecord:
     """A record of ``result`` with model identities and this machine's hardware summary."""
     from app.core.tracks import get_track
@@ -277,13 +290,16 @@ def make_record(
         ),
         result=result,
         comparison=comparison,
+        shown=shown,
     )
 
 
-def record_run(result: RunResult, request: RunRequest, history: History | None = None) -> str:
-    """Save a finished or cancelled run; returns its id. Raises StorageError (an OSError)
-    if the disk does."""
-    return (history or History()).save(make_record(result, request))
+def record_run(result: RunResult, request: RunRequest, history: History | None = None,
+               shown: Shown | None = None) -> str:
+    """Save a finished or cancelled run, with the speedup and verdict it was ``shown``
+    with if it was judged; returns its id. Raises StorageError (an OSError) if the disk
+    does."""
+    return (history or History()).save(make_record(result, request, shown=shown))
 
 
 def record_comparison(
@@ -293,6 +309,6 @@ def record_comparison(
     history = history or History()
     cid = new_id("cmp-")
     for i, run in enumerate(comparison.runs):
-        link = ComparisonLink.of(cid, i, len(comparison.runs), run)
+        link = ComparisonLink.of(cid, i, len(comparison.runs), run, comparison)
         history.save(make_record(run.result, request, link))
     return cid

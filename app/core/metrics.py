@@ -6,7 +6,10 @@ costs time proportional to the new events only, never to the whole run.
 
 Conventions: times are the events' ``t`` (seconds since the end of prefill). Throughput
 points earlier than ``MIN_TIME`` are left out, because n / t explodes near t = 0.
-Acceptance counts only rounds that proposed at least one token.
+Acceptance counts only rounds that proposed at least one token. Mean accepted length is
+the usual one (the papers' tau): per round that proposed drafts, the drafts accepted plus
+the target's own bonus token, i.e. answer tokens per target verification; so it is at least
+1 (``labels.MEAN_ACCEPTED_LENGTH_HELP`` words it for the views and the command line).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import collections
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from app.core.events import Event, RoundEvent, RunResult, TokenEvent
+from app.core.events import Event, RejectionEvent, RoundEvent, RunResult, TokenEvent
 from app.core.verdict import ComparedRun
 
 MIN_TIME = 0.05
@@ -78,9 +81,11 @@ def position_rates(proposed: Sequence[int], accepted: Sequence[int]) -> list[flo
     return [a / p if p else 0.0 for p, a in zip(proposed, accepted, strict=True)]
 
 
-def mean_accepted_length(rounds: Iterable[RoundEvent]) -> float | None:
-    """Mean accepted drafts per speculating round, or None without such rounds."""
-    lengths = [r.accepted for r in rounds if r.proposed > 0]
+def mean_accepted_length(rounds: Iterable[Event]) -> float | None:
+    """Answer tokens per target verification that had drafts (accepted drafts + the
+    target's bonus token), or None without such rounds. Other events are skipped, so a
+    run's whole event list will do."""
+    lengths = [r.accepted + 1 for r in rounds if isinstance(r, RoundEvent) and r.proposed > 0]
     return sum(lengths) / len(lengths) if lengths else None
 
 
@@ -193,7 +198,7 @@ class LiveMetrics:
                 self.draft_seconds += e.draft_seconds
                 self.verify_seconds += e.verify_seconds
                 self.last_t = max(self.last_t, e.t)
-            else:
+            elif isinstance(e, RejectionEvent):
                 self.n_rejected += 1
 
     @property
@@ -219,5 +224,6 @@ class LiveMetrics:
 
     @property
     def mean_accepted_length(self) -> float | None:
+        """As ``mean_accepted_length``: accepted drafts + 1 per round that drafted."""
         accepted = self._acceptance.series.accepted
-        return sum(accepted) / len(accepted) if accepted else None
+        return sum(accepted) / len(accepted) + 1 if accepted else None

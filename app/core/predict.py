@@ -9,6 +9,11 @@ draft steps and one target batch of K+1; baseline yields one token per target st
 The formula functions are pure; ``measure`` times the real eval calls of a loaded pair on a
 short synthetic context (bounded token counts, a few seconds at most) and trims the KV
 caches back to where they were; ``predict`` turns costs and alpha into a ``PayReport``.
+
+The recommendation follows the verdict's rules (``app.core.verdict``): a prediction rests on
+one measurement, so a K is recommended only when it predicts more than
+``SINGLE_RUN_MARGIN`` over the baseline, and the Ks within that margin of the best are named
+with it (``leaders``) rather than one of them being crowned over the others.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from app.core.adaptive import CostModel
 from app.core.events import Event, RoundEvent
 from app.core.llama_backend import LoadedModel
 from app.core.sampling import top_probability
+from app.core.verdict import SINGLE_RUN_MARGIN, Candidate, judge
 
 MAX_K = 16
 SIZES = (1, 2, 3, 5, 9, 17)  # batch sizes measured; the rest are interpolated
@@ -170,6 +176,9 @@ class PayReport:
     predictions: list[KPrediction] = field(default_factory=list)
     recommended_k: int = 0
     explanation: str = ""
+    # The Ks that beat the baseline beyond noise and predict within noise of the best
+    # (the recommended one among them); empty when none pays beyond noise.
+    leaders: list[int] = field(default_factory=list)
 
     @property
     def best(self) -> KPrediction | None:
@@ -230,7 +239,9 @@ def predict(
         )
     report = PayReport(source, alpha, alpha_source, costs, preds)
     best = report.best
-    report.recommended_k = best.k if best is not None and best.speedup > 1.0 else 0
+    verdict = judge([Candidate(str(p.k), f"K={p.k}", (p.speedup,)) for p in preds], noun="K")
+    report.leaders = sorted(int(k) for k in verdict.leaders)
+    report.recommended_k = best.k if best is not None and report.leaders else 0
     report.explanation = explain(report, t_draft / t_step)
     return report
 
@@ -263,11 +274,22 @@ def _verdict(report: PayReport, draft_ratio: float) -> str:
     a = f"{report.alpha:.0%} acceptance ({report.alpha_source})"
     if report.recommended_k:
         be = shown.break_even_alpha
+        others = [k for k in report.leaders if k != shown.k]
+        tied = (f" K={_ks(report.leaders)} all predict within noise of it "
+                f"({SINGLE_RUN_MARGIN:.0%}): any of them will do." if others else "")
         return (
             f"{head}. At {a}, K={shown.k} pays: a round yields {shown.expected_tokens:.2f} "
             f"tokens for {shown.draft_steps + shown.verify_steps:.2f} steps of work, "
             f"{shown.speedup:.2f}x baseline; K={shown.k} breaks even from "
-            f"{(be or 0.0):.0%} acceptance."
+            f"{(be or 0.0):.0%} acceptance.{tied}"
+        )
+    best = report.best
+    if best is not None and best.speedup > 1.0:
+        return (
+            f"{head}. At {a} the best K={best.k} predicts {best.speedup:.2f}x baseline, "
+            f"within noise of it: a prediction from one measurement must beat the baseline "
+            f"by more than {SINGLE_RUN_MARGIN:.0%}. No recommendation; measure real runs "
+            "(Compare with repeats) to decide."
         )
     if high.speedup_at_high_alpha <= 1.0:
         return (
@@ -281,6 +303,13 @@ def _verdict(report: PayReport, draft_ratio: float) -> str:
         f"{head}. At {a} no K beats baseline (best K={best.k}: {best.speedup:.2f}x); "
         f"it would pay from {(low.break_even_alpha or 0.0):.0%} acceptance (K={low.k})."
     )
+
+
+def _ks(ks: Sequence[int]) -> str:
+    """"2-5" for a run of Ks, else "2, 4, 7"."""
+    if len(ks) > 2 and list(ks) == list(range(ks[0], ks[-1] + 1)):
+        return f"{ks[0]}-{ks[-1]}"
+    return ", ".join(map(str, ks))
 
 
 # -- measuring ----------------------------------------------------------------------------

@@ -2,14 +2,16 @@
 
 Guarantees: for every ``RunResult`` r, ``result_from_dict(r.to_dict()) == r`` (events
 included, in order, with their exact types), also after a trip through ``json``; the same
-for ``RunSettings``, ``ComparedRun`` and ``Comparison``. Keys a reader does not know (newer
-files, derived values such as ``tokens_per_second``) are ignored; a missing required key, a
-value of the wrong type or out of range (numbers must be finite; counts, sizes and times not
-negative; settings within what a spin box and a C int hold; record times up to the year 3000)
-or an unknown track id raises ``FormatError``, saying which field.
+for ``RunSettings``, ``ComparedRun`` and ``Comparison`` (their repeats included). Keys a
+reader does not know (newer files, derived values such as ``tokens_per_second``) are
+ignored; a missing required key, a value of the wrong type or out of range (numbers must be
+finite; counts, sizes and times not negative; settings within what a spin box and a C int
+hold; record times up to the year 3000) or an unknown track id raises ``FormatError``,
+saying which field.
 
 ``RunRecord`` is what the history keeps of a run (and what an export carries next to each
-run): settings, model identities, hardware, prompt, result and its place in a comparison.
+run): settings, model identities, hardware, prompt, result, its place in a comparison (with
+the repeats' figures) and the speedup and verdict it was shown with (``Shown``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from app.core.events import Event, RejectionEvent, RoundEvent, RunResult, RunSet
 from app.core.store import read_json
 from app.core.tracks import TRACK_ID, find_track
 from app.core.validate import FormatError, as_mapping, check_float, check_int, checker, fields_of
-from app.core.verdict import ComparedRun, Comparison
+from app.core.verdict import ComparedRun, Comparison, Repeats, idle_reason
 
 # Settings go into spin boxes and C ints; -1 means "all" or "random" where llama.cpp says so.
 SETTINGS_RANGE = (-1, 2**31 - 1)
@@ -112,6 +114,21 @@ def result_from_dict(d: object) -> RunResult:
         raise FormatError(f"run: {exc}") from exc
 
 
+_FIGURES = checker(list[float], float_range=_SIGNED)
+
+
+def repeats_from_dict(d: object) -> Repeats | None:
+    """``Repeats`` from ``Repeats.to_dict()`` output (each list is under ``values``)."""
+    if d is None:
+        return None
+    m = as_mapping(d, "repeats")
+    lists = []
+    for key in ("tokens_per_second", "speedup"):
+        part = as_mapping(m.get(key) or {}, f"repeats.{key}")
+        lists.append(_checked(_FIGURES, part.get("values") or [], f"repeats.{key}.values"))
+    return Repeats(*lists)
+
+
 def compared_run_from_dict(d: object) -> ComparedRun:
     """A ``ComparedRun`` from ``ComparedRun.to_dict()`` output."""
     m = as_mapping(d, "compared run")
@@ -121,15 +138,19 @@ def compared_run_from_dict(d: object) -> ComparedRun:
         _checked(_OPTIONAL_BOOL, m.get("same_text_as_baseline"), "same_text_as_baseline"),
         _checked(_OPTIONAL_INT, m.get("first_difference"), "first_difference"),
         _checked(_OPTIONAL_FLOAT, m.get("baseline_margin_at_difference"), "baseline_margin"),
+        repeats_from_dict(m.get("repeats")),
     )
 
 
 def comparison_from_dict(d: object) -> Comparison:
     """A ``Comparison`` from ``Comparison.to_dict()`` output (``{"runs": [...]}``)."""
-    runs = as_mapping(d, "comparison").get("runs")
+    m = as_mapping(d, "comparison")
+    runs = m.get("runs")
     if not isinstance(runs, list):
         raise FormatError("comparison: 'runs' is not a list")
-    return Comparison([compared_run_from_dict(r) for r in runs])
+    repeats = _checked(lambda v: check_int(v, 1, 2**31), m.get("repeats", 1),
+                       "comparison.repeats")
+    return Comparison([compared_run_from_dict(r) for r in runs], repeats)
 
 
 # -- history records ----------------------------------------------------------------------
@@ -159,7 +180,9 @@ class ModelIdentity:
 
 @dataclass(frozen=True)
 class ComparisonLink:
-    """A run's place in a saved comparison and how it fared against the baseline."""
+    """A run's place in a saved comparison and how it fared against the baseline: with
+    repeats, how many, and each repeat's tokens/s and paired speedup; ``verdict``: the
+    comparison's verdict as it was shown when it ended."""
 
     id: str
     index: int
@@ -168,9 +191,15 @@ class ComparisonLink:
     same_text_as_baseline: bool | None
     first_difference: int | None = None
     baseline_margin: float | None = None
+    repeats: int = 1
+    repeat_tokens_per_second: list[float] | None = None
+    repeat_speedups: list[float] | None = None
+    verdict: str | None = None
 
     @classmethod
-    def of(cls, comparison_id: str, index: int, size: int, run: ComparedRun) -> ComparisonLink:
+    def of(cls, comparison_id: str, index: int, size: int, run: ComparedRun,
+           comparison: Comparison | None = None) -> ComparisonLink:
+        reps = run.repeats
         return cls(
             comparison_id,
             index,
@@ -179,7 +208,18 @@ class ComparisonLink:
             run.same_text_as_baseline,
             run.first_difference,
             run.baseline_margin,
+            comparison.repeats if comparison is not None else 1,
+            list(reps.tokens_per_second) if reps is not None else None,
+            list(reps.speedups) if reps is not None else None,
+            comparison.verdict.text if comparison is not None else None,
         )
+
+    @property
+    def repeats_figures(self) -> Repeats | None:
+        if self.repeat_tokens_per_second is None and self.repeat_speedups is None:
+            return None
+        return Repeats(list(self.repeat_tokens_per_second or []),
+                       list(self.repeat_speedups or []))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,9 +228,27 @@ class ComparisonLink:
     def from_dict(cls, d: object) -> ComparisonLink:
         f = fields_of(cls, d, "comparison", ranges={"baseline_margin": _SIGNED})
         _checked(lambda v: check_int(v, 1, 2**31), f["size"], "comparison.size")
+        _checked(lambda v: check_int(v, 1, 2**31), f.get("repeats", 1), "comparison.repeats")
         if f["index"] >= f["size"]:
             raise FormatError(f"comparison: index {f['index']} of {f['size']} runs")
         return cls(**f)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The speedup and verdict a single run was shown with when it ended (the Run tab
+    judges it against a remembered baseline that is not in the record), so that History
+    shows the same, not a dash."""
+
+    speedup: float | None
+    verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: object) -> Shown:
+        return cls(**fields_of(cls, d, "shown", ranges={"speedup": _SIGNED}))
 
 
 @dataclass
@@ -206,6 +264,7 @@ class RunRecord:
     hardware: dict[str, Any]
     result: RunResult
     comparison: ComparisonLink | None = None
+    shown: Shown | None = None
 
     @property
     def created(self) -> str:
@@ -216,13 +275,14 @@ class RunRecord:
     def compared_run(self) -> ComparedRun:
         c = self.comparison
         if c is None:
-            return ComparedRun(self.result, None, None)
+            return ComparedRun(self.result, self.shown.speedup if self.shown else None, None)
         return ComparedRun(
             self.result,
             c.speedup,
             c.same_text_as_baseline,
             c.first_difference,
             c.baseline_margin,
+            c.repeats_figures,
         )
 
     def meta_dict(self) -> dict[str, Any]:
@@ -239,6 +299,7 @@ class RunRecord:
             "draft": self.draft.to_dict() if self.draft else None,
             "hardware": self.hardware,
             "comparison": self.comparison.to_dict() if self.comparison else None,
+            "shown": self.shown.to_dict() if self.shown else None,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,6 +336,7 @@ class RunRecord:
             comparison=(
                 ComparisonLink.from_dict(m["comparison"]) if m.get("comparison") else None
             ),
+            shown=Shown.from_dict(m["shown"]) if m.get("shown") else None,
         )
         for track in (record.settings.track, record.result.track):
             # A track of a source not registered here (a removed plug-in) is still a record.
@@ -303,6 +365,12 @@ class RunSummary:
     comparison_id: str | None
     speedup: float | None
     same_text_as_baseline: bool | None
+    # Each repeat's paired speedup (a comparison with repeats), else none.
+    speedups: list[float] | None = None
+    # The verdict the run (or its comparison) was shown with, where it was kept.
+    verdict: str | None = None
+    # Why a speculating track drafted nothing (``verdict.idle_reason``), if it did not.
+    drafted_nothing: str | None = None
 
     @property
     def prompt_preview(self) -> str:
@@ -326,6 +394,7 @@ class RunSummary:
 
 def summarize(r: RunRecord) -> RunSummary:
     res, c = r.result, r.comparison
+    shown = r.shown
     return RunSummary(
         r.id,
         r.created,
@@ -341,8 +410,11 @@ def summarize(r: RunRecord) -> RunSummary:
         res.acceptance_rate,
         res.stop_reason,
         c.id if c else None,
-        c.speedup if c else None,
+        c.speedup if c else shown.speedup if shown else None,
         c.same_text_as_baseline if c else None,
+        list(c.repeat_speedups) if c and c.repeat_speedups else None,
+        c.verdict if c else shown.verdict if shown else None,
+        idle_reason(res),
     )
 
 

@@ -6,21 +6,33 @@ reference for speed (speedup = tokens/s ratio) and for quality (agreement of the
 with the baseline answer, which for an expert sweep is the model's own expert count).
 Every value is checked before the first run; a cancel stops between or inside runs and the
 partial run is dropped, not reported as a point.
+
+A sweep over K runs with fixed drafting: adaptive drafting chooses how far to draft from
+what it measures, so K would only cap it and the points would measure adaptive decisions,
+not K. With ``repeats`` the baseline and every value run that many times, interleaved
+(baseline, v1, v2, ..., baseline, v1, ...); a point's speedup is then the median of its
+paired speedups (each against the baseline of the same repeat). The best value is crowned
+only beyond noise (``app.core.verdict.judge``).
 """
 
 from __future__ import annotations
 
+import copy
+import statistics
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import app.core.drafting.registry as registry
 from app.core.errors import RefusedError
 from app.core.events import RunResult, RunSettings
 from app.core.gguf_info import inspect_model
+from app.core.labels import setting_label
 from app.core.session import Session
 from app.core.tracks import Track, get_track
+from app.core.verdict import Candidate, Verdict, idle_reason, judge
 
 # Besides every source setting with sweep values (registry), a sweep can change K and the
 # expert count.
@@ -77,6 +89,10 @@ class SweepPoint:
     agreement: float  # prefix_agreement with the baseline answer
     divergence: float  # normalised edit distance from the baseline answer
     best: bool = False
+    # Each repeat's run and its paired speedup; ``result`` is the median run, ``speedup``
+    # the median speedup (quality: from the first repeat, the answers being the same).
+    runs: list[RunResult] = field(default_factory=list)
+    speedups: list[float] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -86,6 +102,21 @@ class SweepPoint:
     def acceptance_rate(self) -> float | None:
         return self.result.acceptance_rate
 
+    @property
+    def drafted_nothing(self) -> str | None:
+        """Why this value's run drafted nothing (``verdict.idle_reason``), if it did not."""
+        return idle_reason(self.result)
+
+    def add(self, run: RunResult, speedup: float | None) -> None:
+        """Another repeat of this value: the median run and speedup follow."""
+        self.runs.append(run)
+        if speedup is not None:
+            self.speedups.append(speedup)
+        if self.speedups:
+            self.speedup = statistics.median(self.speedups)
+            if len(self.speedups) == len(self.runs):
+                self.result = self.runs[self.speedups.index(statistics.median_low(self.speedups))]
+
 
 @dataclass
 class Sweep:
@@ -94,6 +125,10 @@ class Sweep:
     baseline: RunResult | None = None
     points: list[SweepPoint] = field(default_factory=list)
     cancelled: bool = False
+    repeats: int = 1
+    fixed_drafting: bool = False  # adaptive drafting was turned off (a sweep over K)
+    baselines: list[RunResult] = field(default_factory=list)  # one per repeat
+    verdict: Verdict | None = None  # set by mark_best
 
     @property
     def best(self) -> SweepPoint | None:
@@ -151,60 +186,103 @@ def iter_sweep(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     sweep: Sweep | None = None,
+    repeats: int = 1,
 ) -> Iterator[SweepPoint]:
-    """Yield a point per value as each run ends (``best`` is not set yet: see run_sweep).
+    """Yield a point per value as each run ends (``best`` is not set yet: see run_sweep);
+    with ``repeats``, the same point again as each later repeat updates it.
     ``progress(done, total, label)`` is called before each run and once at the end."""
+    if repeats < 1:
+        raise RefusedError(f"repeats must be at least 1 (got {repeats})")
     if parameter not in CORE_PARAMETERS and registry.setting(parameter) is None:
         raise _unknown(parameter)
     if parameter not in parameters(get_track(s.track)):
         raise RefusedError(f"track {s.track} does not use {parameter}")
     vals = list(values) if values is not None else default_values(parameter, target_path, s)
+    sweep = sweep if sweep is not None else Sweep(parameter, s.track)
+    sweep.repeats = repeats
+    if parameter == "draft_max" and s.adaptive:
+        s = replace(s, adaptive=False)  # else K is only a cap on adaptive decisions
+        sweep.fixed_drafting = True
     base_s = replace(s, track="baseline", experts=None)
     for v in vals:  # refuse before spending minutes on the first runs
         session.check(target_path, draft_path, _settings(s, parameter, v))
-    sweep = sweep if sweep is not None else Sweep(parameter, s.track)
     cancel = cancel or threading.Event()
-    total = len(vals) + 1
+    total = (len(vals) + 1) * repeats
     say = progress or (lambda _d, _t, _l: None)
-    say(0, total, "baseline")
-    base = session.run(target_path, draft_path, prompt, base_s, cancel=cancel)
-    if base.stop_reason == "cancelled":
-        sweep.cancelled = True
-        return
-    sweep.baseline = base
-    for i, v in enumerate(vals, start=1):
-        if cancel.is_set():
+    learned = _snapshot(session.memory) if repeats > 1 else None
+    done = 0
+    for rep in range(repeats):
+        if rep and learned is not None:  # each repeat starts from what sources knew before
+            session.memory = copy.deepcopy(learned)
+        again = f" (repeat {rep + 1} of {repeats})" if repeats > 1 else ""
+        say(done, total, "baseline" + again)
+        base = session.run(target_path, draft_path, prompt, base_s, cancel=cancel)
+        done += 1
+        if base.stop_reason == "cancelled":
             sweep.cancelled = True
             return
-        say(i, total, f"{parameter} = {v}")
-        r = session.run(target_path, draft_path, prompt, _settings(s, parameter, v), cancel=cancel)
-        if r.stop_reason == "cancelled":
-            sweep.cancelled = True
-            return
-        ref, ids = base.token_ids, r.token_ids
-        point = SweepPoint(
-            v,
-            r,
-            r.tokens_per_second / base.tokens_per_second if base.tokens_per_second > 0 else None,
-            ref == ids,
-            prefix_agreement(ref, ids),
-            divergence(ref, ids),
-        )
-        sweep.points.append(point)
-        yield point
+        sweep.baselines.append(base)
+        if sweep.baseline is None:
+            sweep.baseline = base
+        for i, v in enumerate(vals):
+            if cancel.is_set():
+                sweep.cancelled = True
+                return
+            say(done, total, f"{parameter} = {v}{again}")
+            r = session.run(target_path, draft_path, prompt, _settings(s, parameter, v),
+                            cancel=cancel)
+            done += 1
+            if r.stop_reason == "cancelled":
+                sweep.cancelled = True
+                return
+            speed = (r.tokens_per_second / base.tokens_per_second
+                     if base.tokens_per_second > 0 else None)
+            if rep == 0:
+                ref, ids = base.token_ids, r.token_ids
+                point = SweepPoint(v, r, speed, ref == ids, prefix_agreement(ref, ids),
+                                   divergence(ref, ids))
+                point.add(r, speed)
+                sweep.points.append(point)
+            else:
+                point = sweep.points[i]
+                point.add(r, speed)
+            yield point
     say(total, total, "done")
 
 
+def _snapshot(memory: dict[str, Any]) -> dict[str, Any] | None:
+    """A copy of the sources' memory to start each repeat from (None: cannot be copied)."""
+    try:
+        return copy.deepcopy(memory)
+    except (TypeError, copy.Error, RecursionError):
+        return None
+
+
+def judge_sweep(sweep: Sweep, max_divergence: float = MAX_DIVERGENCE) -> Verdict:
+    """The verdict on a sweep's values (``verdict.judge``); in an expert sweep (the only
+    lossy one) only values whose answer stays within ``max_divergence`` of the full-expert
+    answer are candidates."""
+    lossy = sweep.parameter == "experts"
+    name = setting_label(sweep.parameter)
+    candidates = [
+        Candidate(str(i), f"{name} = {p.value:g}",
+                  tuple(p.speedups) or ((p.speedup,) if p.speedup is not None else ()),
+                  p.drafted_nothing)
+        for i, p in enumerate(sweep.points) if not lossy or p.divergence <= max_divergence
+    ]
+    return judge(candidates, noun="value")
+
+
 def mark_best(sweep: Sweep, max_divergence: float = MAX_DIVERGENCE) -> SweepPoint | None:
-    """Mark the fastest point; in an expert sweep (the only lossy one) only among points
-    whose answer stays within ``max_divergence`` of the full-expert answer. Returns it."""
+    """Mark the best point, if the verdict crowns one beyond noise (``judge_sweep``, kept in
+    ``sweep.verdict``). Returns it, or None."""
     for p in sweep.points:
         p.best = False
-    lossy = sweep.parameter == "experts"
-    ok = [p for p in sweep.points if not lossy or p.divergence <= max_divergence]
-    best = max(ok, key=lambda p: p.tokens_per_second, default=None)
-    if best is not None:
-        best.best = True
+    sweep.verdict = judge_sweep(sweep, max_divergence)
+    if sweep.verdict.best is None:
+        return None
+    best = sweep.points[int(sweep.verdict.best)]
+    best.best = True
     return best
 
 
@@ -219,11 +297,13 @@ def run_sweep(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     max_divergence: float = MAX_DIVERGENCE,
+    repeats: int = 1,
 ) -> Sweep:
     """Run the whole sweep and mark its best point (also when cancelled part-way)."""
     sweep = Sweep(parameter, s.track)
     for _ in iter_sweep(
-        session, target_path, draft_path, prompt, s, parameter, values, progress, cancel, sweep
+        session, target_path, draft_path, prompt, s, parameter, values, progress, cancel, sweep,
+        repeats,
     ):
         pass
     mark_best(sweep, max_divergence)

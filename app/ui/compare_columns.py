@@ -1,8 +1,17 @@
 """The columns of the Compare view: one track's answer and numbers, and the highlighting
 of the first token where an answer parts from the baseline (extra selections on the token
-view: the text and its per-token formats stay untouched)."""
+view: the text and its per-token formats stay untouched).
+
+With repeats a column streams each of its runs in turn (a fresh answer per run: the engine
+thread opens a new feed with ``new_run``), and when the comparison ends it shows the
+track's median run, its speedup with the range of the repeats (``verdict.format_speedup``),
+and why it drafted nothing if it did not (``verdict.idle_reason``).
+"""
 
 from __future__ import annotations
+
+import statistics
+import threading
 
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
@@ -14,9 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.compare import ComparedRun
-from app.core.metrics import LiveMetrics
-from app.ui.jobs import fmt_rate, fmt_speedup, hint, track_label
+from app.core.labels import FIELD_HELP, field_label, stop_label, track_label
+from app.core.metrics import LiveMetrics, mean_accepted_length
+from app.core.verdict import ComparedRun, format_speedup, idle_reason, speedups_of
+from app.ui.jobs import fmt_rate, hint
 from app.ui.token_view import TokenView
 from app.ui.worker import EventBuffer
 
@@ -51,16 +61,25 @@ def highlight(view: TokenView, positions: list[int], tip: str = "") -> None:
 
 
 class TrackColumn(QGroupBox):
-    """One track's answer and numbers; fed from its event buffer while it runs."""
+    """One track's answer and numbers; fed from its event buffers while it runs."""
 
-    FIELDS = (("tps", "tokens / s"), ("speedup", "speedup vs baseline"),
-              ("acceptance", "acceptance"), ("mean_len", "mean accepted length"),
-              ("split", "draft / verify time"), ("same", "same answer as baseline"))
+    FIELDS = (("tps", field_label("tokens_per_second")),
+              ("speedup", "Speedup vs baseline"),
+              ("acceptance", field_label("acceptance_rate")),
+              ("mean_len", field_label("mean_accepted_length")),
+              ("split", field_label("draft_verify")),
+              ("same", field_label("same_text_as_baseline")))
 
     def __init__(self, track_id: str, parent: QWidget | None = None) -> None:
         super().__init__(track_label(track_id), parent)
         self.track_id = track_id
-        self.buffer = EventBuffer()
+        # One buffer per run of this track (a repeat opens the next); the GUI reads them in
+        # order, starting the answer afresh at each.
+        self._feeds = [EventBuffer()]
+        self._feeds_lock = threading.Lock()
+        self._opened = False
+        self._reading = 0
+        self.runs_seen = 0  # runs of this track that have begun streaming here
         self.metrics = LiveMetrics()
         self.diff_positions: list[int] = []
         self.diff_tip = ""
@@ -74,11 +93,19 @@ class TrackColumn(QGroupBox):
             value = QLabel("—")
             value.setObjectName("SummaryValue")
             value.setWordWrap(True)
+            if key == "mean_len":
+                for w in (label, value):
+                    w.setToolTip(FIELD_HELP["mean_accepted_length"])
             grid.addWidget(label, i, 0)
             grid.addWidget(value, i, 1)
             self.values[key] = value
         grid.setColumnStretch(1, 1)
         layout.addLayout(grid)
+        self.idle = QLabel("")  # "drafted nothing: why", in the warning style
+        self.idle.setObjectName("Reason")
+        self.idle.setWordWrap(True)
+        self.idle.hide()
+        layout.addWidget(self.idle)
         self.state = hint("waiting…")
         layout.addWidget(self.state)
         self.tokens = TokenView()
@@ -88,22 +115,80 @@ class TrackColumn(QGroupBox):
         layout.addWidget(self.tokens, 1)
         self.setMinimumWidth(300)
 
+    @property
+    def buffer(self) -> EventBuffer:
+        """The buffer of the run streaming now (the last opened)."""
+        with self._feeds_lock:
+            return self._feeds[-1]
+
+    def new_run(self) -> EventBuffer:
+        """Engine thread: a run of this track begins; its events go into the buffer
+        returned (the first run uses the first buffer)."""
+        with self._feeds_lock:
+            if self._opened:
+                self._feeds.append(EventBuffer())
+            self._opened = True
+            return self._feeds[-1]
+
     def drain(self) -> bool:
-        events = self.buffer.take()
-        if events:
-            self.tokens.append(events)
-            self.metrics.add(events)
-        return bool(events)
+        """Show what arrived; True if anything did. A run that ended and has a successor is
+        read to its end before the successor starts a fresh answer."""
+        grew = False
+        while True:
+            with self._feeds_lock:
+                feeds = list(self._feeds)
+            events = feeds[self._reading].take()
+            if events:
+                if self.runs_seen <= self._reading:
+                    self.runs_seen = self._reading + 1
+                self.tokens.append(events)
+                self.metrics.add(events)
+                grew = True
+            if self._reading + 1 >= len(feeds):
+                return grew
+            self._reading += 1  # the run before ended before this one was opened
+            self.runs_seen = self._reading + 1
+            self.tokens.clear()
+            self.metrics = LiveMetrics()
+            self.diff_positions = []
+            grew = True
+
+    def show_run(self, run: ComparedRun) -> None:
+        """Show ``run``'s own answer and curve (with repeats: the median run's)."""
+        self.tokens.clear()
+        self.metrics = LiveMetrics()
+        self.tokens.append(run.result.events)
+        self.metrics.add(run.result.events)
 
     def show_result(self, run: ComparedRun, baseline: ComparedRun | None) -> None:
         r = run.result
         v = self.values
-        v["tps"].setText(f"{r.tokens_per_second:.1f}")
-        v["speedup"].setText("1.00× (reference)" if run is baseline else fmt_speedup(run.speedup))
-        v["acceptance"].setText(fmt_rate(r.acceptance_rate)
-                                + (f" ({r.n_accepted}/{r.n_drafted})" if r.n_drafted else ""))
-        mean = r.mean_accepted_length
-        v["mean_len"].setText("—" if mean is None else f"{mean:.2f} in {r.n_rounds} rounds")
+        reps = run.repeats
+        many = reps is not None and len(reps.tokens_per_second) > 1
+        if reps is not None and many:
+            tps = reps.tokens_per_second
+            v["tps"].setText(f"{statistics.median(tps):.1f} ({min(tps):.1f}–{max(tps):.1f}, "
+                             f"{len(tps)} runs)")
+        else:
+            v["tps"].setText(f"{r.tokens_per_second:.1f}")
+        if run is baseline:
+            v["speedup"].setText("1.00× (reference)" + (f", run {len(reps.tokens_per_second)}"
+                                                        " times" if reps and many else ""))
+        else:
+            v["speedup"].setText(format_speedup(speedups_of(run)))
+        idle = idle_reason(r)
+        if idle is not None:
+            v["acceptance"].setText("— drafted nothing")
+            self.idle.setText(f"Drafted nothing: {idle}.")
+            self.idle.show()
+        else:
+            v["acceptance"].setText(fmt_rate(r.acceptance_rate)
+                                    + (f" ({r.n_accepted}/{r.n_drafted})" if r.n_drafted else ""))
+            self.idle.setText("")
+            self.idle.hide()
+        mean = mean_accepted_length(r.events)
+        v["mean_len"].setText("—" if mean is None else
+                              f"{mean:.2f} tokens per verify, {r.n_rounds} rounds")
         busy = r.draft_seconds + r.verify_seconds
         share = f" ({100 * r.draft_seconds / busy:.0f} % drafting)" if busy > 0 else ""
         v["split"].setText(f"{r.draft_seconds:.2f} s / {r.verify_seconds:.2f} s{share}")
@@ -115,9 +200,11 @@ class TrackColumn(QGroupBox):
             v["same"].setText(f"✗ differs from token {run.first_difference}")
         else:
             v["same"].setText("—")
-        stop = {"eos": "end of text", "max_tokens": "max tokens", "cancelled": "cancelled",
-                "context_full": "context full"}.get(r.stop_reason, r.stop_reason)
-        self.state.setText(f"{r.n_generated} tokens · stopped: {stop}")
+        state = f"{r.n_generated} tokens · stopped: {stop_label(r.stop_reason).lower()}"
+        if many:
+            state += " · answer and curve of the median run"
+        notes = [n for n in r.notes if idle is None]  # an idle reason is said above
+        self.state.setText("\n".join([state, *notes]))
         if r.stop_reason == "cancelled":
             self.tokens.add_note("  ■ cancelled — partial answer")
 

@@ -1,11 +1,14 @@
 """Compare: two or more tracks on the Run tab's models, prompt and settings, side by side.
 
 The tracks run one after another on the engine lane through ``app.core.compare.compare``
-(same settings and seed; the baseline always first, as the reference). Each column streams
-its answer with the token highlighting of the Run tab and ends with its numbers; where an
-answer parts from the baseline, the first differing token is highlighted in both answers
-with the baseline's top-2 margin there (a near tie is rounding, not a bug). Below, one
-tokens/s curve per track over time.
+(same settings and seed; the baseline always first, as the reference); with "Repeats" above
+1 the whole order runs that many times, interleaved, the baseline included, and each track
+shows its median run and the range of its paired speedups. Each column streams its answer
+with the token highlighting of the Run tab and ends with its numbers; where an answer parts
+from the baseline, the first differing token is highlighted in both answers with the
+baseline's top-2 margin there (a near tie is rounding, not a bug). Above the columns, the
+verdict (``verdict.judge``: no best within noise, and which track drafted nothing and why).
+Below, one tokens/s curve per track over time.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLayout,
     QLayoutItem,
     QPushButton,
     QScrollArea,
+    QSpinBox,
     QWidget,
 )
 
 from app.core.compare import Comparison, compare
+from app.core.labels import track_label
 from app.core.tracks import working
 from app.ui.compare_columns import DIFF_BG, TrackColumn, difference_note
 from app.ui.jobs import (
@@ -37,7 +43,6 @@ from app.ui.jobs import (
     hint,
     splitter,
     track_colour,
-    track_label,
     track_name,
 )
 from app.ui.lane import Lane
@@ -47,9 +52,13 @@ from app.ui.token_view import legend_html
 
 DRAIN_MS = 50
 PLOT_INTERVAL = 0.25
+# Three runs a track: the fewest with a median and a spread to judge noise by.
+DEFAULT_REPEATS = 3
+MAX_REPEATS = 10
 EMPTY = ("Choose the tracks to compare and press Compare. They run one after another on the "
          "models, prompt and settings of the Run tab, with the same seed; the baseline is "
-         "always included as the reference for speed and for the answer.")
+         "always included as the reference for speed and for the answer. With repeats, the "
+         "whole order runs again (baseline included) and each track shows its median.")
 
 
 class FlowLayout(QLayout):
@@ -124,6 +133,8 @@ class CompareView(JobView):
         self.comparison: Comparison | None = None
         self.context: RunContext | None = None
         self._last_plot = 0.0
+        self._runs_begun = 0  # runs of the comparison under way, counted as they start
+        self._repeats = 1
         self._available: dict[str, str | None] = {}
         self.timer = QTimer(self)
         self.timer.setInterval(DRAIN_MS)
@@ -138,7 +149,7 @@ class CompareView(JobView):
         self.checks: dict[str, QCheckBox] = {}
         self.summaries: dict[str, str] = {}
         for t in working():
-            check = QCheckBox(t.label)
+            check = QCheckBox(track_label(t.id))
             check.setToolTip(t.summary)
             self.checks[t.id] = check
             self.summaries[t.id] = t.summary
@@ -149,15 +160,33 @@ class CompareView(JobView):
         base.setToolTip("always included: the reference for speed and for the answer")
         layout.addWidget(box)
         row = QHBoxLayout()
+        self.repeats = QSpinBox()
+        self.repeats.setRange(1, MAX_REPEATS)
+        self.repeats.setValue(DEFAULT_REPEATS)
+        self.repeats.setToolTip(
+            "how many times the tracks run, interleaved (baseline, A, B, baseline, A, B, …), "
+            "so that a slow minute of the machine hits every track alike; each track shows "
+            "its median run and the range of its speedups. With 1 run, only a difference of "
+            "more than 10 % counts as more than noise.")
+        repeats_label = QLabel("Repeats")
+        repeats_label.setBuddy(self.repeats)
         self.start_button = QPushButton("Compare")
         self.start_button.setObjectName("RunButton")
         self.start_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        row.addWidget(repeats_label)
+        row.addWidget(self.repeats)
         row.addWidget(self.start_button)
         row.addWidget(self.cancel_button)
         layout.addLayout(self._status_row(row))
+        self.verdict = QLabel("")
+        self.verdict.setObjectName("Verdict")
+        self.verdict.setWordWrap(True)
+        self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.verdict.hide()
+        layout.addWidget(self.verdict)
         # The Run tab's legend, once for all columns, with the difference marker added.
         self.legend = hint(legend_html() + f" &nbsp; <span style='background:{DIFF_BG};"
                            "text-decoration:underline'>&nbsp;first difference from the "
@@ -203,6 +232,10 @@ class CompareView(JobView):
                 c.setChecked(tid in tracks and c.isEnabled())
 
     # -- running ----------------------------------------------------------------------------
+    def run_main_action(self) -> bool:
+        """What Ctrl+Enter does on this tab: start the comparison."""
+        return self.start()
+
     def start(self) -> bool:
         """Start the comparison of the checked tracks; False (and why) if it cannot."""
         ctx = self._context()
@@ -215,18 +248,21 @@ class CompareView(JobView):
         self.context = ctx
         self._reset(tracks)
         columns = dict(self.columns)
+        repeats = self._repeats = self.repeats.value()
+        self._runs_begun = 0
 
         r = ctx.request
 
         def job(session: Any, cancel: Any, progress: Any) -> Comparison:
             def sink(track: str) -> Any:
+                feed = columns[track].new_run()  # before the progress: its run streams here
                 progress(track)
-                return columns[track].buffer.put
+                return feed.put
 
             return compare(session, r.target, r.draft, r.prompt, tracks, r.settings, sink,
-                           cancel)
+                           cancel, repeats=repeats)
 
-        if not self._begin(job, "loading the model…", len(tracks)):
+        if not self._begin(job, "loading the model…", len(self.columns) * repeats):
             return False
         self.timer.start()
         return True
@@ -234,6 +270,7 @@ class CompareView(JobView):
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.repeats.setEnabled(not running)
         if running:
             for tid, c in self.checks.items():
                 if tid != "baseline":
@@ -257,6 +294,8 @@ class CompareView(JobView):
             self.curves[tid] = self.plot.plot([], [], pen=pg.mkPen(track_colour(tid), width=2),
                                               name=track_label(tid), skipFiniteCheck=True)
         self.comparison = None
+        self.verdict.setText("")
+        self.verdict.hide()
         self._show_body()
         self.legend.show()
 
@@ -275,14 +314,16 @@ class CompareView(JobView):
             self.curves[tid].setData(np.asarray(t.t), np.asarray(t.cumulative))
 
     def _progress(self, track: object) -> None:
-        order = list(self.columns)
-        if track in self.columns:
-            i = order.index(str(track))
-            self.progress.setValue(i)
-            self.status.setText(f"{i + 1} / {len(order)} · running {track_label(str(track))}…")
-            for tid, col in self.columns.items():
-                if tid == track:
-                    col.state.setText("running…")
+        if track not in self.columns:
+            return
+        total = len(self.columns) * self._repeats
+        self.progress.setValue(self._runs_begun)
+        self._runs_begun += 1
+        rep = (self._runs_begun - 1) // len(self.columns) + 1
+        again = f" (repeat {rep} of {self._repeats})" if self._repeats > 1 else ""
+        self.status.setText(f"{self._runs_begun} / {total} · running "
+                            f"{track_label(str(track))}{again}…")
+        self.columns[str(track)].state.setText(f"running{again}…")
 
     def _finished(self, comparison: Comparison) -> None:
         self.timer.stop()
@@ -292,8 +333,10 @@ class CompareView(JobView):
             r.result.stop_reason == "cancelled" for r in comparison.runs)
         self.progress.setValue(self.progress.maximum())
         done = len(comparison.runs)
-        self.status.setText(f"cancelled after {done} of {len(self.columns)} tracks"
-                            if cancelled else f"done: {done} tracks (kept in History)")
+        times = f" × {comparison.repeats} repeats" if comparison.repeats > 1 else ""
+        self.status.setText(f"cancelled after {self._runs_begun} of "
+                            f"{len(self.columns) * self._repeats} runs"
+                            if cancelled else f"done: {done} tracks{times} (kept in History)")
         self._end()
         if self.context is not None and comparison.runs:
             self.comparison_ended.emit(comparison, self.context)
@@ -309,17 +352,25 @@ class CompareView(JobView):
         """Fill the columns from a finished comparison (``live``: they streamed already)."""
         if not live:
             self._reset([r.result.track for r in comparison.runs])
+        if not live or comparison.repeats > 1:  # with repeats: each track's median run
             for run in comparison.runs:
-                col = self.columns[run.result.track]
-                col.tokens.append(run.result.events)
-                col.metrics.add(run.result.events)
+                self.columns[run.result.track].show_run(run)
             self._update_plot()
+        if not live:
             self.status.setText(title)
         self.comparison = comparison
         runs = comparison.runs
         base = next((r for r in runs if r.result.track == "baseline"), None)
         for run in runs:
             self.columns[run.result.track].show_result(run, base)
+        if len(runs) > 1:
+            verdict = comparison.verdict
+            self.verdict.setText(verdict.text)
+            self.verdict.setToolTip(
+                "a track is best only when it beats the baseline and every other track "
+                "beyond noise: with repeats, their ranges must not overlap; with one run, "
+                "the difference must exceed 10 %")
+            self.verdict.show()
         for tid, col in self.columns.items():
             if all(r.result.track != tid for r in runs):
                 col.state.setText("not run (the comparison was cancelled)")

@@ -5,6 +5,11 @@ Reading the folder happens here (``History.list`` keeps a cache, so a refresh re
 new files); writing records happens on the engine lane, so this panel only learns about a
 new record through ``refresh``. Opening, re-running and plot sources are the window's
 business: the panel asks through signals and a callable.
+
+Every label comes from the one table of display names (``app.core.labels``); speedups are
+shown as they were shown when the run ended (a Run-tab run keeps its own, a comparison's
+with the range of its repeats), and each row and comparison carries the one verdict
+(``verdict.judge``): a comparison where nothing beat the baseline never names a "best".
 """
 
 from __future__ import annotations
@@ -35,17 +40,22 @@ from PySide6.QtWidgets import (
 from app.core import export
 from app.core.errors import DecodeLabError
 from app.core.history import History
+from app.core.labels import field_label, setting_label, stop_label, track_label
 from app.core.serialization import RunSummary
 from app.core.tracks import working
-from app.ui.jobs import empty_state, fmt_rate, fmt_speedup, hint, track_label, track_name
+from app.core.verdict import Candidate, Verdict, format_speedup, judge
+from app.ui.jobs import empty_state, fmt_rate, hint
 from app.ui.plots import export_plot
 
 log = logging.getLogger("app.ui.history")
 
-COLUMNS = ("when", "track", "tokens", "tok/s", "speedup", "acceptance", "stopped", "target",
-           "draft", "prompt")
-TARGET, DRAFT, PROMPT = 7, 8, 9
-WIDE = {TARGET: 240, DRAFT: 240, PROMPT: 360}  # long file names must not hide the numbers
+COLUMNS = ("When", setting_label("track"), field_label("n_generated"),
+           field_label("tokens_per_second"), field_label("speedup"), field_label("verdict"),
+           field_label("acceptance_rate"), field_label("stop_reason"), "Target", "Draft",
+           "Prompt")
+TRACK, SPEEDUP, VERDICT, TARGET, DRAFT, PROMPT = 1, 4, 5, 8, 9, 10
+NUMBERS = (2, 3, 4, 6)
+WIDE = {VERDICT: 260, TARGET: 240, DRAFT: 240, PROMPT: 360}  # long texts must not hide numbers
 EMPTY = ("No saved runs yet. Every run and comparison you finish or stop is kept here; "
          "select one to reopen it, run it again, delete it or export it.")
 ROLE = Qt.ItemDataRole.UserRole
@@ -55,28 +65,55 @@ def when(unix: float) -> str:
     return datetime.fromtimestamp(unix).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def candidate(s: RunSummary) -> Candidate:
+    """A saved run as the verdict weighs it: its speedups as they were shown."""
+    speedups = s.speedups or ([s.speedup] if s.speedup is not None else [])
+    return Candidate(s.id, track_label(s.track), tuple(speedups), s.drafted_nothing)
+
+
+def run_verdict(s: RunSummary) -> Verdict | None:
+    """The verdict on one saved run against its baseline (None for the baseline itself)."""
+    return None if s.track == "baseline" else judge([candidate(s)])
+
+
 def _row(s: RunSummary) -> QTreeWidgetItem:
+    speedups = s.speedups or s.speedup
+    v = run_verdict(s)
     item = QTreeWidgetItem([
-        when(s.created_unix), track_name(s.track),
-        str(s.n_generated), f"{s.tokens_per_second:.1f}", fmt_speedup(s.speedup),
-        fmt_rate(s.acceptance_rate), s.stop_reason, s.target, s.draft or "", s.prompt_preview])
+        when(s.created_unix), track_label(s.track),
+        str(s.n_generated), f"{s.tokens_per_second:.1f}", format_speedup(speedups),
+        ("reference" if s.comparison_id else "") if v is None else
+        v.short if v.kind != "none" else "",
+        fmt_rate(s.acceptance_rate), stop_label(s.stop_reason), s.target, s.draft or "",
+        s.prompt_preview])
     item.setData(0, ROLE, s.id)
-    for column in range(2, 6):  # the numbers
+    for column in NUMBERS:
         item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     item.setToolTip(TARGET, s.target_path)
     item.setToolTip(DRAFT, s.draft_path or "")
     item.setToolTip(PROMPT, s.prompt[:2000])
+    said = [s.verdict if s.verdict and not s.comparison_id else "",
+            v.text if v is not None else "",
+            f"Drafted nothing: {s.drafted_nothing}." if s.drafted_nothing else ""]
+    tip = "\n\n".join(dict.fromkeys(t for t in said if t))
+    for column in (SPEEDUP, VERDICT):
+        item.setToolTip(column, tip)
     return item
 
 
 def _group(s: RunSummary) -> QTreeWidgetItem:
-    item = QTreeWidgetItem([when(s.created_unix), "comparison"] + [""] * 5
+    item = QTreeWidgetItem([when(s.created_unix), "Comparison"] + [""] * 6
                            + [s.target, s.draft or "", s.prompt_preview])
     item.setData(0, ROLE, s.comparison_id)
-    font = item.font(1)
+    font = item.font(TRACK)
     font.setBold(True)
-    item.setFont(1, font)
+    item.setFont(TRACK, font)
     return item
+
+
+def group_verdict(members: list[RunSummary]) -> Verdict:
+    """The verdict on a saved comparison from its members' saved speedups."""
+    return judge([candidate(m) for m in members if m.track != "baseline"])
 
 
 class HistoryPanel(QWidget):
@@ -102,7 +139,7 @@ class HistoryPanel(QWidget):
         self.track_filter = QComboBox()
         self.track_filter.addItem("all tracks", None)
         for t in working():
-            self.track_filter.addItem(t.label, t.id)
+            self.track_filter.addItem(track_label(t.id), t.id)
         self.prompt_filter = QLineEdit()
         self.prompt_filter.setPlaceholderText("prompt contains…")
         for w in (self.model_filter, self.track_filter, self.prompt_filter):
@@ -162,7 +199,7 @@ class HistoryPanel(QWidget):
                                   self.prompt_filter.text().strip() or None)
         self.tree.clear()
         groups: dict[str, QTreeWidgetItem] = {}
-        best: dict[str, RunSummary] = {}
+        members: dict[str, list[RunSummary]] = {}
         for s in found:  # newest first: a comparison sits where its newest member is
             if s.comparison_id is None:
                 self.tree.addTopLevelItem(_row(s))
@@ -172,17 +209,21 @@ class HistoryPanel(QWidget):
                 group = groups[s.comparison_id] = _group(s)
                 self.tree.addTopLevelItem(group)
             group.insertChild(0, _row(s))  # members were saved in run order
-            top = best.get(s.comparison_id)
-            if s.track != "baseline" and s.speedup is not None and (
-                    top is None or top.speedup is None or s.speedup > top.speedup):
-                best[s.comparison_id] = s
+            members.setdefault(s.comparison_id, []).append(s)
         for cid, group in groups.items():
             n = group.childCount()
-            group.setText(1, f"comparison · {n} track{'s' * (n != 1)}")
-            fastest = best.get(cid)
-            if fastest is not None:
-                group.setText(4, f"best {fmt_speedup(fastest.speedup)}")
-                group.setToolTip(4, f"fastest: {track_label(fastest.track)}")
+            runs = members[cid]
+            repeats = max((len(m.speedups or []) for m in runs), default=0)
+            again = f" × {repeats} repeats" if repeats > 1 else ""
+            group.setText(TRACK, f"Comparison · {n} track{'s' * (n != 1)}{again}")
+            verdict = group_verdict(runs)
+            group.setText(VERDICT, verdict.short)
+            # As it was shown when it ended, where that was kept; else judged now.
+            shown = next((m.verdict for m in runs if m.verdict), None)
+            group.setToolTip(VERDICT, shown or verdict.text)
+            if verdict.best is not None:
+                best = next(m for m in runs if m.id == verdict.best)
+                group.setText(SPEEDUP, format_speedup(best.speedups or best.speedup))
             group.setExpanded(True)
         for i in range(len(COLUMNS)):
             self.tree.resizeColumnToContents(i)

@@ -3,8 +3,10 @@
 The window keeps the Run tab (models, tracks, prompt, live answer); this controller builds
 the other views, gives them the Run tab's choices as a ``RunContext``, saves every finished
 or cancelled run and comparison to the history (on the engine lane: saving fingerprints the
-model files), and turns History's reopen and re-run into actions on the workbench state and
-the Run tab. The views follow the workbench state themselves (availability, busy engine).
+model files) with the speedup and verdict it was shown with (``verdict.judge_run``, the
+same rules as everywhere; a run cancelled before its first token is not kept), and turns
+History's reopen and re-run into actions on the workbench state and the Run tab. The views
+follow the workbench state themselves (availability, busy engine).
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ from app.core.history import (
     Rerun,
     record_comparison,
     record_run,
+    worth_keeping,
 )
-from app.core.serialization import RunRecord
+from app.core.labels import track_label
+from app.core.serialization import RunRecord, Shown
 from app.core.tracks import find_track
+from app.core.verdict import judge_run, speedups_of
 from app.ui.compare_view import CompareView
 from app.ui.history_panel import HistoryPanel, when
 from app.ui.jobs import RunContext
@@ -39,7 +44,7 @@ from app.ui.prompt_editor import PromptEditor
 from app.ui.run_controller import RunController
 from app.ui.state import ENGINE_BUSY, WorkbenchState
 from app.ui.sweep_view import SweepView
-from app.ui.track_panel import TrackPanel, label_of
+from app.ui.track_panel import TrackPanel
 
 log = logging.getLogger("app.ui.lab")
 
@@ -134,15 +139,24 @@ class Lab(QObject):
         if result is None or job is None:
             return
         request = job.request  # its draft only if the track used one
-        self._save("run", lambda h: record_run(result, request, h))
+        shown = self.shown(result, self.runs.last_speedup)
+        if worth_keeping(result):
+            self._save("run", lambda h: record_run(result, request, h, shown))
         self.pay.set_measured(result, self.runs.last_speedup)
 
+    @staticmethod
+    def shown(result: RunResult, speedup: float | None) -> Shown:
+        """The speedup and verdict of a Run-tab run, as the one verdict gives them."""
+        base = result.tokens_per_second / speedup if speedup else None
+        return Shown(speedup, judge_run(result, base).text)
+
     def _comparison_ended(self, comparison: Comparison, ctx: RunContext) -> None:
-        self._save("comparison", lambda h: record_comparison(comparison, ctx.request, h))
+        if any(worth_keeping(r.result) for r in comparison.runs):
+            self._save("comparison", lambda h: record_comparison(comparison, ctx.request, h))
         for run in comparison.runs:
             track = find_track(run.result.track)
             if track is not None and track.speculates and run.result.stop_reason != "cancelled":
-                self.pay.set_measured(run.result, run.speedup)
+                self.pay.set_measured(run.result, run.speedup, speedups_of(run))
 
     # -- reopen and re-run ----------------------------------------------------------------
     def reopen(self, record: RunRecord | ComparisonRecord) -> None:
@@ -157,12 +171,15 @@ class Lab(QObject):
                 f"on {first.target.file_name}{missing}")
             self.tabs.setCurrentIndex(COMPARE)
             return
-        speedup = record.comparison.speedup if record.comparison else None
-        title = (f"{label_of(record.result.track)} · reopened from "
+        speedup = (record.comparison.speedup if record.comparison
+                   else record.shown.speedup if record.shown else None)
+        title = (f"{track_label(record.result.track)} · reopened from "
                  f"{when(record.created_unix)} · {record.target.file_name}")
         if not self.runs.show_saved(record.result, speedup, title):
             self.error.emit("refused", "Wait for the current run to end before reopening.")
             return
+        if record.shown is not None:  # the verdict it was shown with when it ended
+            self.runs.summary.set("speedup", record.shown.verdict)
         self.tabs.setCurrentIndex(RUN)
 
     def apply_rerun(self, plan: Rerun) -> None:

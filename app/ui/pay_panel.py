@@ -9,6 +9,10 @@ stands next to the speedup it really had.
 The sources to measure are the registry's (``app.core.drafting``): one that costs a model
 step (``cost`` "model") is measured with the draft model; a free one is predicted from the
 draft lengths it really found in the last run that used it.
+
+The recommendation follows the one verdict's rules (``app.core.verdict``): none when the best
+K predicts within noise of the baseline, and the Ks within noise of the recommended one are
+named with it. A last run that drafted nothing says so and why.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from app.core.drafting.registry import DraftSource, get_source, sources
 from app.core.events import RunResult
+from app.core.labels import track_label
 from app.core.predict import (
     DEFAULT_ALPHA,
     PayReport,
@@ -40,6 +45,7 @@ from app.core.predict import (
     will_it_pay,
 )
 from app.core.tracks import Track, find_track
+from app.core.verdict import SINGLE_RUN_MARGIN, format_speedup, idle_reason
 from app.ui.jobs import (
     ContextProvider,
     JobView,
@@ -48,7 +54,6 @@ from app.ui.jobs import (
     number_item,
     read_only_table,
     splitter,
-    track_label,
 )
 from app.ui.lane import Lane
 from app.ui.plots import BLUE, GREY, LEGEND_BRUSH, _plot
@@ -92,6 +97,7 @@ class PayPanel(JobView):
         self.report: PayReport | None = None
         self.measured_for: tuple[str, str | None, str] | None = None
         self.last_run: tuple[RunResult, float | None] | None = None
+        self.last_speedups: list[float] = []  # the last run's paired speedups (repeats)
         self._build()
         self.show_availability()
 
@@ -194,6 +200,10 @@ class PayPanel(JobView):
         return True
 
     # -- measuring ---------------------------------------------------------------------------
+    def run_main_action(self) -> bool:
+        """What Ctrl+Enter does on this tab: measure."""
+        return self.measure()
+
     def measure(self) -> bool:
         ctx = self._context()
         if ctx is None:
@@ -274,12 +284,21 @@ class PayPanel(JobView):
             return
         self._show_body()
         name = source_phrase(r.source)
+        best = r.best
         if not r.predictions:
             self.recommendation.setText(f"Do not speculate with {name} here.")
         elif r.recommended_k:
             pred = r.predictions[r.recommended_k - 1]
+            tied = [k for k in r.leaders if k != r.recommended_k]
+            also = (f" (K = {', '.join(map(str, r.leaders))} predict within noise of each "
+                    "other)" if tied else "")
             self.recommendation.setText(f"Recommended: K = {r.recommended_k} with {name} — "
-                                        f"about {pred.speedup:.2f}× baseline")
+                                        f"about {pred.speedup:.2f}× baseline{also}")
+        elif best is not None and best.speedup > 1.0:
+            self.recommendation.setText(
+                f"No recommendation: the best, K = {best.k} with {name}, predicts "
+                f"{best.speedup:.2f}× — within noise of the baseline (it must beat it by "
+                f"more than {SINGLE_RUN_MARGIN:.0%})")
         else:
             self.recommendation.setText(f"Speculating with {name} will not pay at "
                                         f"{r.alpha:.0%} acceptance: keep the baseline")
@@ -310,12 +329,15 @@ class PayPanel(JobView):
                     item.setFont(font)
                 self.table.setItem(row, c, item)
 
-    def set_measured(self, result: RunResult, speedup: float | None) -> None:
-        """A run ended: keep it to set its prediction next to what it measured."""
+    def set_measured(self, result: RunResult, speedup: float | None,
+                     speedups: list[float] | None = None) -> None:
+        """A run ended: keep it to set its prediction next to what it measured
+        (``speedups``: each repeat's, when it was repeated)."""
         track = find_track(result.track)
         if track is None or not track.speculates:
             return
         self.last_run = (result, speedup)
+        self.last_speedups = list(speedups or [])
         self.follow(result.track)  # measure what was just run
         seen = observed_alpha(result.events)
         self.use_observed.setEnabled(seen is not None)
@@ -333,13 +355,17 @@ class PayPanel(JobView):
         source = source_of(track) if track is not None else None
         k = int(result.effective.get("draft_max") or result.settings.get("draft_max") or 0)
         seen = observed_alpha(result.events)
-        got = (f"measured {measured:.2f}× baseline" if measured is not None
+        shown = self.last_speedups or ([measured] if measured is not None else [])
+        got = (f"measured {format_speedup(shown)} baseline" if measured is not None
                else "no measured speedup (run the baseline on this prompt, or compare)")
         head = f"Last run — {track_label(result.track)}, K = {k}: {got}"
         r = self.report
         if seen is None or source is None:
-            self.versus.setText(f"{head}. Nothing was drafted, so there is no acceptance to "
-                                "predict from.")
+            idle = idle_reason(result)
+            why = f" ({idle})" if idle else ""
+            self.versus.setText(f"{head}. It drafted nothing{why}, so there is no acceptance "
+                                "to predict from, and its speed is the baseline's give or "
+                                "take noise.")
             return
         if r is None or r.costs is None or not 1 <= k <= len(r.predictions):
             self.versus.setText(head + (". Measure to set the prediction next to it."

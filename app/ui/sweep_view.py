@@ -2,12 +2,15 @@
 of its draft sources that has sweep values in the registry).
 
 The sweep runs on the engine lane through ``app.core.sweep.iter_sweep`` (a baseline first,
-then one full run per value, on the Run tab's models, prompt and settings); each point is
-plotted as it arrives: tokens/s with the baseline as a dashed line, acceptance, and for an
-expert sweep the divergence of the answer from the full-expert one. When it ends the best
-value is marked (``mark_best``: fastest, and for experts only within the divergence limit).
-What a track can vary is ``app.core.sweep.parameters``; a source setting's label, default
-values and kind (whole number or not) come from its registry ``Setting``.
+then one full run per value, on the Run tab's models, prompt and settings; with "Repeats"
+above 1 all of that again, interleaved, and each value shows its median and range); each
+point is plotted as it arrives: tokens/s with the baseline as a dashed line, acceptance, and
+for an expert sweep the divergence of the answer from the full-expert one. When it ends the
+verdict is shown and a best value marked only if it is best beyond noise (``mark_best``;
+for experts only within the divergence limit); a value that drafted nothing says so and why.
+A sweep over K runs with fixed drafting (with adaptive drafting K is only a cap): the view
+says so. What a track can vary is ``app.core.sweep.parameters``; a source setting's label,
+default values and kind (whole number or not) come from its registry ``Setting``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -34,6 +38,7 @@ from PySide6.QtWidgets import (
 from app.core.drafting.registry import setting
 from app.core.errors import RefusedError
 from app.core.events import RunSettings
+from app.core.labels import setting_label, track_label
 from app.core.sweep import (
     MAX_DIVERGENCE,
     Sweep,
@@ -44,25 +49,29 @@ from app.core.sweep import (
     parameters,
 )
 from app.core.tracks import find_track, working
+from app.core.verdict import format_speedup
 from app.ui.jobs import (
     ContextProvider,
     JobView,
     fmt_rate,
-    fmt_speedup,
     number_item,
     read_only_table,
     splitter,
-    track_label,
 )
 from app.ui.lane import Lane
 from app.ui.plots import BLUE, GREEN, GREY, ORANGE, _plot
 from app.ui.state import WorkbenchState
 
-CORE_NAMES = {"draft_max": "K (draft max)", "experts": "experts"}  # the rest: the registry
+CORE_PARAMETERS = ("draft_max", "experts")  # the rest: the registry's settings
 EMPTY = ("Pick a track and the setting to vary, then press Sweep: the track runs once per "
          "value on the Run tab's models, prompt and settings, after one baseline run, and "
-         "the best value is marked.")
-COLUMNS = ("value", "tok/s", "speedup", "acceptance", "divergence", "same answer")
+         "the best value is marked when it is best beyond noise.")
+COLUMNS = ("value", "tok/s", "speedup", "acceptance", "divergence", "same answer", "note")
+NOTE = 6
+MAX_REPEATS = 10
+FIXED_K = ("A sweep over K runs with fixed drafting (adaptive drafting off): with adaptive "
+           "drafting on, K is only a cap on how far it drafts, so the points would measure "
+           "its decisions, not K.")
 
 
 def parse_values(text: str, integer: bool) -> list[float] | list[int]:
@@ -85,15 +94,15 @@ def parse_values(text: str, integer: bool) -> list[float] | list[int]:
 
 
 def parameter_label(parameter: str) -> str:
-    """What the window calls a sweep parameter: "K (draft max)", a Setting's label."""
-    spec = setting(parameter)
-    return CORE_NAMES.get(parameter) or (spec.label if spec is not None else parameter)
+    """What the window calls a sweep parameter: "K (draft max)", a Setting's label (the one
+    table of display names, ``app.core.labels``)."""
+    return setting_label(parameter)
 
 
 def is_integer(parameter: str) -> bool:
     """Whether the parameter takes whole numbers (K, experts, an int Setting)."""
     spec = setting(parameter)
-    return parameter in CORE_NAMES or (spec is not None and spec.kind is not float)
+    return parameter in CORE_PARAMETERS or (spec is not None and spec.kind is not float)
 
 
 def values_text(values: list[float] | list[int]) -> str:
@@ -136,26 +145,40 @@ class SweepView(JobView):
         self.track = QComboBox()
         for t in working():
             if t.speculates or t.moe:
-                self.track.addItem(t.label, t.id)
+                self.track.addItem(track_label(t.id), t.id)
         self.parameter = QComboBox()
         self.values = QLineEdit()
         self.values.setToolTip("values to try: a list (0.2, 0.5) or a range of whole numbers "
                                "(1-16; 8-1 counts down)")
+        self.repeats = QSpinBox()
+        self.repeats.setRange(1, MAX_REPEATS)
+        self.repeats.setValue(1)  # a sweep is many runs already; raise it to judge closer
+        self.repeats.setToolTip(
+            "how many times the baseline and every value run, interleaved; each value then "
+            "shows its median and the range of its speedups. With 1 run, only a difference "
+            "of more than 10 % counts as more than noise.")
         self.start_button = QPushButton("Sweep")
         self.start_button.setObjectName("RunButton")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         for label, w in (("Track", self.track), ("vary", self.parameter),
-                         ("over", self.values)):
-            row.addWidget(QLabel(label))
+                         ("over", self.values), ("repeats", self.repeats)):
+            text = QLabel(label)
+            text.setBuddy(w)
+            row.addWidget(text)
             row.addWidget(w, 2 if w is self.values else 0)
         row.addWidget(self.start_button)
         row.addWidget(self.cancel_button)
         layout.addLayout(row)
+        self.fixed_note = QLabel(FIXED_K)
+        self.fixed_note.setObjectName("Hint")
+        self.fixed_note.setWordWrap(True)
+        layout.addWidget(self.fixed_note)
         layout.addLayout(self._status_row())
         self.best_label = QLabel("")
-        self.best_label.setObjectName("SectionTitle")
+        self.best_label.setObjectName("Verdict")
         self.best_label.setWordWrap(True)
+        self.best_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.best_label)
 
         self.tps = _plot("tokens / s", "tok/s", "value")
@@ -240,6 +263,7 @@ class SweepView(JobView):
         p = self.parameter.currentData()
         if p:
             self.values.setText(default_text(p, self.target_info))
+        self.fixed_note.setVisible(p == "draft_max")
 
     def choose(self, track: str, parameter: str, values: str) -> None:
         self.track.setCurrentIndex(self.track.findData(track))
@@ -247,6 +271,10 @@ class SweepView(JobView):
         self.values.setText(values)
 
     # -- running ----------------------------------------------------------------------------
+    def run_main_action(self) -> bool:
+        """What Ctrl+Enter does on this tab: start the sweep."""
+        return self.start()
+
     def start(self) -> bool:
         ctx = self._context()
         if ctx is None:
@@ -260,24 +288,25 @@ class SweepView(JobView):
             self._refuse(str(exc))
             return False
         s = replace(ctx.request.settings, track=track)
+        repeats = self.repeats.value()
 
         r = ctx.request
 
         def job(session: Any, cancel: Any, progress: Any) -> Sweep:
             sweep = Sweep(parameter, track)
             for point in iter_sweep(session, r.target, r.draft, r.prompt, s, parameter,
-                                    values, lambda *a: progress(a), cancel, sweep):
+                                    values, lambda *a: progress(a), cancel, sweep, repeats):
                 progress(point)
             mark_best(sweep)
             return sweep
 
         self._reset(parameter)
-        return self._begin(job, "loading the model…", len(values) + 1)
+        return self._begin(job, "loading the model…", (len(values) + 1) * repeats)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        for w in (self.track, self.parameter, self.values):
+        for w in (self.track, self.parameter, self.values, self.repeats):
             w.setEnabled(not running)
         super()._set_running(running)
 
@@ -298,8 +327,11 @@ class SweepView(JobView):
 
     def _progress(self, x: object) -> None:
         if isinstance(x, SweepPoint):
-            self.points.append(x)
-            self._add_row(x)
+            if x in self.points:  # a later repeat of a value: its row follows
+                self._set_row(self.points.index(x), x)
+            else:
+                self.points.append(x)
+                self._add_row(x)
             self._redraw()
         elif isinstance(x, tuple) and len(x) == 3:
             done, total, label = x
@@ -320,8 +352,10 @@ class SweepView(JobView):
                if p.acceptance_rate is not None]
         self.acc_curve.setData(np.asarray([a for a, _ in acc]), np.asarray([b for _, b in acc]))
         self.div_curve.setData(xs, np.asarray([p.divergence for p in self.points]))
-        if self.points and self.points[0].speedup:
-            base = self.points[0].tokens_per_second / self.points[0].speedup
+        first = self.points[0] if self.points else None
+        if first is not None and first.runs and first.speedups and first.speedups[0]:
+            # The first baseline run's speed (the first repeat's pair).
+            base = first.runs[0].tokens_per_second / first.speedups[0]
             self.base_line.setValue(base)
             self.base_line.label.setFormat(f"baseline {base:.1f} tok/s")
             self.base_line.show()
@@ -329,17 +363,28 @@ class SweepView(JobView):
     def _add_row(self, p: SweepPoint) -> None:
         r = self.table.rowCount()
         self.table.insertRow(r)
-        cells = (f"{p.value:g}", f"{p.tokens_per_second:.1f}", fmt_speedup(p.speedup),
-                 fmt_rate(p.acceptance_rate), f"{p.divergence:.2f}",
-                 "✓" if p.same_as_baseline else f"{100 * p.agreement:.0f} % prefix")
+        self._set_row(r, p)
+
+    def _set_row(self, r: int, p: SweepPoint) -> None:
+        idle = p.drafted_nothing
+        cells = (f"{p.value:g}", f"{p.tokens_per_second:.1f}",
+                 format_speedup(p.speedups or p.speedup),
+                 "— drafted nothing" if idle else fmt_rate(p.acceptance_rate),
+                 f"{p.divergence:.2f}",
+                 "✓" if p.same_as_baseline else f"{100 * p.agreement:.0f} % prefix",
+                 f"drafted nothing: {idle}" if idle else "")
         for c, text in enumerate(cells):
-            self.table.setItem(r, c, number_item(text))
+            item = number_item(text)
+            if idle and c in (3, NOTE):
+                item.setToolTip(f"drafted nothing: {idle}")
+            self.table.setItem(r, c, item)
 
     def _finished(self, sweep: Sweep) -> None:
         self.sweep = sweep
         self._end()
         best = sweep.best
         name = parameter_label(sweep.parameter)
+        verdict = sweep.verdict
         if best is not None:
             self.best_marker.setData([float(best.value)], [best.tokens_per_second])
             row = self.points.index(best) if best in self.points else -1
@@ -347,11 +392,18 @@ class SweepView(JobView):
                 self.table.selectRow(row)
             self.best_label.setText(
                 f"Best: {name} = {best.value:g} — {best.tokens_per_second:.1f} tok/s, "
-                f"{fmt_speedup(best.speedup)} baseline")
-        else:
-            self.best_label.setText("No best value: no point finished"
-                                    + (" within the divergence limit." if self.points else "."))
+                f"{format_speedup(best.speedups or best.speedup)} baseline, beyond noise.")
+        elif not self.points:
+            self.best_label.setText("No best value: no point finished.")
+        elif verdict is not None:
+            self.best_label.setText("No best value. " + verdict.text)
+        if verdict is not None:
+            self.best_label.setToolTip(verdict.text)
         what = f"cancelled after {len(sweep.points)} values" if sweep.cancelled \
             else f"done: {len(sweep.points)} values"
+        if sweep.repeats > 1:
+            what += f" × {sweep.repeats} repeats (medians, with their range)"
+        if sweep.fixed_drafting:
+            what += " · fixed drafting (adaptive off): K is the real draft length"
         self.status.setText(what)
         self.sweep_ended.emit(sweep)
