@@ -4,15 +4,22 @@ The checks mirror llama.cpp's ``common_speculative_are_compatible`` (vocab type,
 flags and ids, vocab sizes within 128, identical token texts from id 5 on) plus the
 tokenizer model and pre-tokenizer, and refuse a recurrent or hybrid draft, whose state
 cannot be rolled back after a rejection.
+
+``draft_fit`` says whether a compatible model is also worth offering as a draft: it must be
+smaller than the target (fewer parameters or a smaller file), and neither the target's own
+file nor the same model in another quantization (the F16 copy of a Q4 target is slower
+than the target itself; a Q4 copy of an F16 target runs every layer again for each token).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from app.core.gguf_info import ModelInfo
 from app.core.gguf_reader import shown
+from app.core.sizes import human_size
 
 VOCAB_SIZE_TOLERANCE = 128
 FIRST_COMPARED_TOKEN = 5
@@ -113,3 +120,38 @@ def check_draft(target: ModelInfo, draft: ModelInfo) -> Compatibility:
     )
     add(_token_texts(target, draft))
     return result
+
+
+@dataclass(frozen=True)
+class DraftFit:
+    """Whether a model is offered as a draft for a target, and why (a few words)."""
+
+    offered: bool
+    reason: str
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return a == b
+
+
+def draft_fit(target: ModelInfo, draft: ModelInfo,
+              compatibility: Compatibility | None = None) -> DraftFit:
+    """Whether ``draft`` can serve ``target`` as a draft model: compatible (checked here
+    unless given), not the target's file, not the target's model in another quantization,
+    and smaller than it (fewer parameters or a smaller file)."""
+    if _same_file(target.path, draft.path):
+        return DraftFit(False, "the target itself")
+    c = compatibility if compatibility is not None else check_draft(target, draft)
+    if not c.compatible:
+        return DraftFit(False, "incompatible: " + ", ".join(x.name for x in c.failed))
+    params = f"{draft.size_label} vs {target.size_label} parameters"
+    if draft.architecture == target.architecture and draft.n_params == target.n_params:
+        larger = "larger" if draft.file_size > target.file_size else "smaller"
+        return DraftFit(False, f"the target's own model in another quantization "
+                        f"({draft.quantization}, {larger} file: {human_size(draft.file_size)})")
+    if draft.n_params >= target.n_params and draft.file_size >= target.file_size:
+        return DraftFit(False, f"not smaller than the target ({params})")
+    return DraftFit(True, f"compatible and smaller ({params}, {human_size(draft.file_size)})")

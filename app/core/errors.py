@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.core.sizes import size_of_size
+
 
 class DecodeLabError(Exception):
     """Something failed (missing or broken file, out of memory): exit code 1."""
@@ -19,3 +21,14 @@ class ModelFileError(DecodeLabError):
 class RefusedError(Exception):
     """A request the core will not carry out (bad setting, deprecated track,
     speculation on a recurrent model, incompatible draft): exit code 2."""
+
+
+class IncompleteFileError(ModelFileError):
+    """A model file cut short (an interrupted download or copy): ``size`` of the ``needed``
+    bytes (announced by its header, or pinned in the catalog) are there; ``next_step`` says
+    what to do about it."""
+
+    def __init__(self, path: object, size: int, needed: int, next_step: str = "") -> None:
+        super().__init__(path, f"incomplete file ({size_of_size(size, needed)})"
+                         + (f": {next_step}" if next_step else ""))
+        self.size, self.needed, self.next_step = size, needed, next_step

@@ -1,17 +1,21 @@
 """What a GGUF model is, read from its header without loading weights.
 
 ``inspect_model`` is safe to call on anything a user points at: it raises
-``ModelFileError`` naming the file for every kind of broken input, quickly.
+``ModelFileError`` naming the file for every kind of broken input, quickly; a file cut short
+is an ``IncompleteFileError`` that gives its size in MB and what to do about it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.core.errors import IncompleteFileError, ModelFileError
 from app.core.gguf_reader import GGUFHeader, Metadata, read_header, tensor_nbytes
+from app.core.sizes import human_size
 
 # From llama.cpp's llm_arch_is_recurrent / llm_arch_is_hybrid (see LLAMA_NOTES.md).
 RECURRENT_ARCHS = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
@@ -90,6 +94,14 @@ GGML_TYPES = {
     30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
 }
 
+# A file type's name and the tensor type most of its bytes are in name the same kind when
+# one is the other without its mix suffix: Q4_K_M files are mostly Q4_K, IQ3_M mostly IQ3_S,
+# MXFP4_MOE mostly MXFP4.
+_MIX_SUFFIX = re.compile(r"_(XXS|XS|S|M|L|MOE)$")
+# The reader's words for a file cut short (see gguf_reader): turned into sizes a person reads.
+_CUT_DATA = re.compile(r"^truncated file: tensor data needs (\d+) bytes, the file has (\d+)")
+_CUT_HEADER = "truncated or corrupt GGUF header"
+
 SSM_REASON = (
     "{arch} is a {kind} model: its state cannot be rolled back after a rejected draft the "
     "way a KV cache can, so every speculating track is off. Baseline and MoE expert "
@@ -132,6 +144,14 @@ class ModelInfo:
         return self.expert_count > 0
 
     @property
+    def quantization_label(self) -> str:
+        """The file type the file declares, and the tensor type most of its bytes really
+        are when that is another kind: ``Q4_K_M (file: mostly Q5_0)``."""
+        if same_kind(self.quantization, self.dominant_tensor_type):
+            return self.quantization
+        return f"{self.quantization} (file: mostly {self.dominant_tensor_type})"
+
+    @property
     def speculation_allowed(self) -> bool:
         return not (self.is_recurrent or self.is_hybrid)
 
@@ -154,10 +174,48 @@ class ModelInfo:
         return d
 
 
+def same_kind(file_type: str, tensor_type: str) -> bool:
+    """Whether a file type (``Q4_K_M``) and a tensor type (``Q4_K``) name the same kind of
+    weights; an unknown tensor type ("?", "none") never contradicts the file type."""
+    if tensor_type in ("?", "none") or file_type == tensor_type:
+        return True
+    base = _MIX_SUFFIX.sub("", file_type)
+    return tensor_type == base or (base != file_type and tensor_type.startswith(base + "_"))
+
+
 def inspect_model(path: str | Path) -> ModelInfo:
     """Read ``path``'s header; raise ModelFileError (naming the file) if it is not a model."""
-    header = read_header(path)
+    try:
+        header = read_header(path)
+    except IncompleteFileError:
+        raise
+    except ModelFileError as exc:
+        raise _explained(exc, Path(path)) from None
     return model_info_from_header(header)
+
+
+def _explained(exc: ModelFileError, path: Path) -> ModelFileError:
+    """The reader's error, with sizes in MB and the next step for a file cut short or
+    empty (the catalog is read only here, on an error)."""
+    from app.core.models.library import fetch_again_hint, pinned_entry_of
+
+    cut = _CUT_DATA.match(exc.problem)
+    if cut:
+        return IncompleteFileError(exc.path, int(cut[2]), int(cut[1]), fetch_again_hint(path))
+    if exc.problem.startswith(_CUT_HEADER):
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return exc
+        entry = pinned_entry_of(path)
+        if entry is not None and entry.size > size:
+            return IncompleteFileError(exc.path, size, entry.size, fetch_again_hint(path))
+        return ModelFileError(exc.path, "damaged or incomplete file (its header runs past "
+                              f"the end of the file, {human_size(size)}): "
+                              + fetch_again_hint(path))
+    if exc.problem == "file is empty":
+        return ModelFileError(exc.path, f"file is empty: {fetch_again_hint(path)}")
+    return exc
 
 
 _CACHE: dict[tuple[str, int, int], ModelInfo] = {}

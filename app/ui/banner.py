@@ -1,12 +1,22 @@
-"""A one-message strip across the window: the SSM rule, errors, refusals, hints."""
+"""A one-message strip across the window: the SSM rule, errors, refusals, hints.
+
+A message may name its cause (``show_message(..., cause="model")``); ``clear(cause)`` then
+hides it once that cause is gone, and leaves a message of another cause alone. The error
+banner follows the workbench state's model error with ``show_model_errors``: shown while a
+chosen model cannot be read, gone as soon as the user chooses one that can.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
+if TYPE_CHECKING:
+    from app.ui.state import WorkbenchState
+
+MODEL_ERROR = "model"  # the cause of a message about a chosen model that cannot be read
 ICONS = {"ssm": "⚠", "error": "✖", "refused": "⚠", "info": "ℹ"}
 
 
@@ -39,11 +49,16 @@ class Banner(QFrame):
         self.close_button.clicked.connect(self.hide)
         self.close_button.setVisible(closable)
         layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.cause = ""
         self.hide()
 
-    def show_message(self, level: str, text: str, action: str | None = None) -> None:
+    def show_message(self, level: str, text: str, action: str | None = None,
+                     cause: str = "", plain: bool = False) -> None:
+        """``text`` is rich text unless ``plain`` (a message made of file names and paths)."""
+        self.cause = cause
         self.setProperty("level", level)
         self.icon.setText(ICONS.get(level, ""))
+        self.text.setTextFormat(Qt.TextFormat.PlainText if plain else Qt.TextFormat.AutoText)
         self.text.setText(text)
         self.action.setVisible(bool(action))
         self.action.setText(action or "")
@@ -54,6 +69,23 @@ class Banner(QFrame):
 
     def message(self) -> str:
         return self.text.text() if self.isVisible() else ""
+
+    def clear(self, cause: str) -> None:
+        """Hide the message if ``cause`` put it there (its cause is gone)."""
+        if cause and self.cause == cause:
+            self.cause = ""
+            self.hide()
+
+    def show_model_errors(self, state: WorkbenchState) -> None:
+        """Show why a chosen model cannot be read, until it can or another is chosen."""
+        def show(message: str) -> None:
+            if message:
+                self.show_message("error", message, cause=MODEL_ERROR, plain=True)
+            else:
+                self.clear(MODEL_ERROR)
+
+        state.model_error_changed.connect(show)
+        show(state.model_error or "")
 
 
 def ssm_banner_text(target: Any | None, draft: Any | None) -> str:

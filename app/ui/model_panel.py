@@ -4,7 +4,10 @@ offer to fetch the default model.
 
 The panel holds no model state beyond what it shows: it follows the workbench state
 (``observe``), which reads the models and checks the draft candidates, and hands the user's
-choices to it.
+choices to it. Why a chosen model cannot be read is the error banner's to say (one place);
+the panel offers to remove such a file from the recent files. The draft picker lists the
+models fit to serve as a draft (``app.core.compat.draft_fit``); "show all" lists the others
+with their reason.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -27,12 +31,13 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.models import DEFAULT_MODEL, Library
+from app.core.sizes import human_size
 from app.ui.banner import Banner
-from app.ui.model_picker import Entry, ModelPicker, human_size
+from app.ui.model_picker import Entry, Mark, ModelPicker
 from app.ui.state import norm
 
 if TYPE_CHECKING:
-    from app.core.compat import Compatibility
+    from app.core.compat import Compatibility, DraftFit
     from app.ui.state import WorkbenchState
 
 
@@ -49,7 +54,7 @@ def info_html(info: Any) -> str:
     rows = [
         ("architecture", html.escape(info.architecture)),
         ("size", f"{html.escape(info.size_label)} params, {human_size(info.file_size)}"),
-        ("quantization", html.escape(info.quantization)),
+        ("quantization", html.escape(info.quantization_label)),
         ("context", f"{info.context_length:,} tokens"),
         ("vocabulary", f"{info.n_vocab:,} tokens ({html.escape(info.tokenizer_model)})"),
         ("MoE", moe),
@@ -95,6 +100,7 @@ class ModelPanel(QGroupBox):
         self.target.chosen.connect(self.target_chosen)
         self.target.missing_chosen.connect(self.offer_fetch)
         self.target.open_requested.connect(lambda: self.open_file(self.target))
+        self.target.remove_requested.connect(self.remove_recent)
         layout.addWidget(self.target)
         self.target_info = QLabel("No target model chosen.")
         self.target_info.setObjectName("Hint")
@@ -106,7 +112,18 @@ class ModelPanel(QGroupBox):
         self.draft.chosen.connect(self.draft_chosen)
         self.draft.missing_chosen.connect(self.offer_fetch)
         self.draft.open_requested.connect(lambda: self.open_file(self.draft))
+        self.draft.remove_requested.connect(self.remove_recent)
+        self.draft.set_show_all(False)
         layout.addWidget(self.draft)
+        self.draft_all = QCheckBox("show all models")
+        self.draft_all.setToolTip(
+            "The draft list offers the models that can serve this target as a draft: "
+            "compatible, smaller (fewer parameters or a smaller file), and neither the target "
+            "itself nor its own model in another quantization. Show the others too, each "
+            "with its reason.")
+        self.draft_all.toggled.connect(self._show_all_drafts)
+        self.draft_all.hide()
+        layout.addWidget(self.draft_all)
         self.draft_note = QLabel("")
         self.draft_note.setObjectName("Reason")
         self.draft_note.setWordWrap(True)
@@ -175,14 +192,15 @@ class ModelPanel(QGroupBox):
         recent = [norm(p) for p in self.library.recent if norm(p) not in listed]
         if recent:
             out.append(Entry("header", "Recent files"))
-            out += [Entry("file", Path(p).name, p, None, p) for p in recent]
+            out += [Entry("recent", Path(p).name, p, None, p) for p in recent]
         return out
 
     def refresh_library(self) -> None:
         entries = self.entries()
         self.target.populate(entries)
         self.draft.populate(entries)
-        has_model = any(e.kind in ("pinned", "file") for e in entries)
+        self._show_hidden_count()
+        has_model = any(e.kind in ("pinned", "file", "recent") for e in entries)
         if has_model or self.fetch_box.isVisible():
             self.first_run.hide()
         else:
@@ -213,6 +231,26 @@ class ModelPanel(QGroupBox):
         if path:
             self.use_path(picker, path)
 
+    def remove_recent(self, path: str) -> None:
+        """Take ``path`` off the recent files; where it was chosen, choose nothing instead."""
+        with contextlib.suppress(OSError):  # a read-only config folder: forget it for now
+            self.library.remove_recent(path)
+        for chosen in (self.target, self.draft):
+            if chosen.current_path is not None and norm(chosen.current_path) == norm(path):
+                chosen.select_path(None)
+        self.refresh_library()
+
+    def _show_all_drafts(self, on: bool) -> None:
+        self.draft.set_show_all(on)
+        self._show_hidden_count()
+
+    def _show_hidden_count(self) -> None:
+        hidden = self.draft.hidden_count()
+        on = self.draft_all.isChecked()
+        self.draft_all.setVisible(on or hidden > 0)
+        self.draft_all.setText("show all models" if on
+                               else f"show all models ({hidden} hidden: not fit as a draft)")
+
     def choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of GGUF models")
         if folder:
@@ -234,7 +272,8 @@ class ModelPanel(QGroupBox):
         self.draft_chosen.connect(state.set_draft)
         self.library_changed.connect(lambda: state.set_candidates(self.draft.paths()))
         state.models_changed.connect(lambda: self.show_models(state))
-        state.candidates_changed.connect(lambda: self.show_marks(state.candidates()))
+        state.candidates_changed.connect(
+            lambda: self.show_marks(state.candidates(), state.fits()))
         state.busy_changed.connect(lambda _busy: self.show_enabled(state))
         state.set_candidates(self.draft.paths())
         self.show_models(state)
@@ -245,18 +284,19 @@ class ModelPanel(QGroupBox):
         for picker, path in ((self.target, state.target_path), (self.draft, state.draft_path)):
             if picker.current_path != path:
                 self.use_path(picker, path, emit=False)
+        # A model that cannot be read: the error banner says why; here, the way out.
         if state.target_info is not None:
             self.show_target(state.target_info)
         elif state.target_error is not None:
-            self.show_target(None, f"Could not read this model: {state.target_error}")
+            self.show_target(None, "")
         else:
             self.show_target(None, "Inspecting…" if state.target_path
                              else "No target model chosen.")
+        self.target.set_removable(state.target_error is not None)
+        self.draft.set_removable(state.draft_error is not None)
         compat = state.compatibility
-        if not state.draft_path:
+        if not state.draft_path or state.draft_error is not None:
             self.show_draft(None, None)
-        elif state.draft_error is not None:
-            self.show_draft(None, None, f"Could not read this model: {state.draft_error}")
         elif state.draft_info is not None or compat is not None:
             self.show_draft(state.draft_info, compat)
         else:
@@ -265,6 +305,7 @@ class ModelPanel(QGroupBox):
 
     def show_target(self, info: Any | None, note: str = "") -> None:
         self.target_info.setText(info_html(info) if info is not None else note)
+        self.target_info.setVisible(info is not None or bool(note))
 
     def show_draft(self, info: Any | None, compat: Any | None, note: str = "") -> None:
         self.draft_info.setVisible(info is not None)
@@ -275,17 +316,27 @@ class ModelPanel(QGroupBox):
         self.draft_note.setVisible(bool(note))
         self.draft_note.setText(note)
 
-    def show_marks(self, checked: dict[str, Compatibility | str]) -> None:
-        """Mark each draft candidate checked against the target (the reason on hover)."""
-        marks: dict[str, tuple[bool | None, str]] = {}
+    def show_marks(self, checked: dict[str, Compatibility | str],
+                   fits: dict[str, DraftFit] | None = None) -> None:
+        """Mark each draft candidate checked against the target (the reason on hover) and
+        list only those fit to serve as a draft unless "show all" is on."""
+        fits = fits or {}
+        marks: dict[str, Mark] = {}
         for path, c in checked.items():
             if isinstance(c, str):
-                marks[path] = (False, f"cannot be read: {c}")
+                marks[path] = Mark(False, f"cannot be read: {c}", False, "cannot be read")
+                continue
+            failed = "\n".join(f"✗ {x.name}: {x.detail}" for x in c.failed)
+            tip = ("compatible with the target: every check passed" if c.compatible
+                   else f"incompatible with the target:\n{failed}")
+            fit = fits.get(path)
+            if fit is None:
+                marks[path] = Mark(c.compatible, tip, c.compatible)
             else:
-                failed = "\n".join(f"✗ {x.name}: {x.detail}" for x in c.failed)
-                marks[path] = (c.compatible, "compatible with the target: every check passed"
-                               if c.compatible else f"incompatible with the target:\n{failed}")
+                tip += "" if fit.offered else f"\nNot offered as a draft: {fit.reason}"
+                marks[path] = Mark(c.compatible, tip, fit.offered, fit.reason)
         self.draft.set_marks(marks)
+        self._show_hidden_count()
 
     def show_enabled(self, state: WorkbenchState) -> None:
         """No model changes while the engine is held; no draft for an SSM target."""
@@ -294,6 +345,7 @@ class ModelPanel(QGroupBox):
             w.setEnabled(not state.busy)
         self.draft.setEnabled(not state.busy and blocked is None)
         self.draft.setToolTip(blocked or "")
+        self.draft_all.setEnabled(self.draft.isEnabled())
 
     # -- fetching -------------------------------------------------------------------------------
     def offer_fetch(self, name: str) -> None:

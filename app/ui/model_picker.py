@@ -4,21 +4,37 @@ Section headers are disabled items; a pinned model that is not installed can be 
 the panel then offers to fetch it. An installed pinned model whose file changed since it
 was verified (core models/integrity.py, a cheap size+mtime check) is marked altered (text,
 warning colour, tooltip saying how to verify or repair it); it can still be chosen. The
-draft picker lists every model and marks the ones the compatibility survey found
-incompatible (text, colour and tooltip with failed checks).
+draft picker marks what the compatibility survey found (text, colour, tooltip with the
+failed checks) and, unless "show all" is on, lists only the models fit to serve as a draft
+(``Mark.offered``); the others are hidden, with their reason beside them once shown. A
+recent file can be removed from the list (right click, or the Remove button shown when the
+chosen recent file could not be read).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QMenu,
+    QPushButton,
+    QWidget,
+)
 
 from app.core.models.catalog import CATALOG
 from app.core.models.integrity import ModelState, check_model
+from app.core.sizes import human_size
+
+__all__ = ["Entry", "Mark", "ModelPicker", "human_size"]
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -33,7 +49,8 @@ MUTED = QColor("#7a828e")
 
 @dataclass(frozen=True)
 class Entry:
-    """One row: kind is header, none, pinned, missing (pinned, not installed), file."""
+    """One row: kind is header, none, pinned, missing (pinned, not installed), file (in a
+    model folder) or recent (a recent file: it can be removed from the list)."""
 
     kind: str
     label: str
@@ -42,11 +59,14 @@ class Entry:
     tooltip: str = ""
 
 
-def human_size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}" if n < 10 * scale else f"{n / scale:.0f} {unit}"
-    return f"{n} B"
+class Mark(NamedTuple):
+    """What the survey found of one draft candidate: compatible (None: unknown yet), the
+    tooltip, whether it is offered as a draft by default, and why not (a few words)."""
+
+    compatible: bool | None
+    tooltip: str
+    offered: bool = True
+    reason: str = ""
 
 
 class ModelPicker(QWidget):
@@ -55,6 +75,7 @@ class ModelPicker(QWidget):
     chosen = Signal(object)  # str | None
     missing_chosen = Signal(str)  # pinned name that is not installed
     open_requested = Signal()
+    remove_requested = Signal(str)  # path of a recent file to take off the list
 
     def __init__(self, title: str, allow_none: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -69,14 +90,25 @@ class ModelPicker(QWidget):
         self.combo.setPlaceholderText("choose a model…")
         self.model = QStandardItemModel(self)
         self.combo.setModel(self.model)
+        # A list view, whose rows can be hidden (a model not fit to serve as a draft).
+        self.combo.setView(QListView(self.combo))
+        self.combo.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.combo.customContextMenuRequested.connect(self._context_menu)
         self.open_button = QPushButton("Open…")
         self.open_button.setToolTip(f"Open a GGUF file as the {title.lower().rstrip(':')}")
         self.open_button.clicked.connect(self.open_requested)
+        self.remove_button = QPushButton("Remove from list")
+        self.remove_button.setToolTip("Take this file off the recent files (it stays on disk)")
+        self.remove_button.clicked.connect(self._remove_current)
+        self.remove_button.hide()
         layout.addWidget(self.title)
         layout.addWidget(self.combo, 1)
+        layout.addWidget(self.remove_button)
         layout.addWidget(self.open_button)
         self._current: str | None = None
         self._quiet = False
+        self._marks: dict[str, Mark] = {}
+        self.show_all = True  # the draft picker hides unfit models unless this is on
         self.combo.activated.connect(self._on_activated)
 
     # -- content ------------------------------------------------------------------------------
@@ -89,6 +121,7 @@ class ModelPicker(QWidget):
         for e in entries:
             self._add(e)
         self._quiet = False
+        self._apply_marks()
         self._show_current()
 
     def _add(self, e: Entry) -> None:
@@ -129,8 +162,43 @@ class ModelPicker(QWidget):
         return -1
 
     def paths(self) -> list[str]:
+        """Every model listed, shown or hidden (the draft candidates to survey)."""
         return [p for it in self.rows()
                 if (p := it.data(PATH_ROLE)) and it.data(KIND_ROLE) != "missing"]
+
+    def is_hidden(self, path: str) -> bool:
+        row = self.row_of(path)
+        view = self.combo.view()
+        return row >= 0 and isinstance(view, QListView) and view.isRowHidden(row)
+
+    def hidden_count(self) -> int:
+        """How many listed models are hidden (not fit to serve as a draft)."""
+        view = self.combo.view()
+        return sum(1 for row, it in enumerate(self.rows())
+                   if it.data(PATH_ROLE) and it.data(KIND_ROLE) != "missing"
+                   and isinstance(view, QListView) and view.isRowHidden(row))
+
+    def kind_of(self, path: str | None) -> str | None:
+        row = self.row_of(path)
+        return self.model.item(row).data(KIND_ROLE) if row >= 0 else None
+
+    # -- removing a recent file -----------------------------------------------------------------
+    def set_removable(self, removable: bool) -> None:
+        """Offer the Remove button for the chosen file (a recent file that is broken)."""
+        self.remove_button.setVisible(removable and self.kind_of(self._current) == "recent")
+
+    def _remove_current(self) -> None:
+        if self._current is not None and self.kind_of(self._current) == "recent":
+            self.remove_requested.emit(self._current)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        path = self._current
+        if path is None or self.kind_of(path) != "recent":
+            return
+        menu = QMenu(self)
+        action = menu.addAction(f"Remove {Path(path).name} from the list")
+        action.triggered.connect(lambda: self.remove_requested.emit(path))
+        menu.popup(self.combo.mapToGlobal(pos))
 
     # -- selection ----------------------------------------------------------------------------
     @property
@@ -141,6 +209,8 @@ class ModelPicker(QWidget):
         """Select ``path`` (adding nothing: populate first); emits ``chosen`` if it changed."""
         changed = not _same(path, self._current)
         self._current = path
+        if self._marks:
+            self._apply_marks()  # the chosen model is listed even when not offered
         self._show_current()
         if changed and emit:
             self.chosen.emit(path)
@@ -163,26 +233,70 @@ class ModelPicker(QWidget):
         self.select_path(item.data(PATH_ROLE) if kind != "none" else None)
 
     # -- compatibility marks (draft picker) ----------------------------------------------------
-    def set_marks(self, marks: dict[str, tuple[bool | None, str]]) -> None:
-        """Per path: (compatible or None for unknown, tooltip). Unlisted rows are reset."""
-        for item in self.rows():
+    def set_marks(self, marks: Mapping[str, Mark | tuple[bool | None, str]]) -> None:
+        """Per path: a ``Mark`` (or (compatible or None for unknown, tooltip)). Unlisted rows
+        are reset."""
+        self._marks = {p: m if isinstance(m, Mark) else Mark(*m) for p, m in marks.items()}
+        self._apply_marks()
+
+    def set_show_all(self, on: bool) -> None:
+        """List every model (with why it is not offered) or only those fit to be a draft."""
+        self.show_all = on
+        self._apply_marks()
+
+    def _mark_of(self, path: str) -> Mark:
+        found = self._marks.get(path)
+        if found is None:
+            found = next((m for p, m in self._marks.items() if _same(p, path)), None)
+        return found or Mark(None, "")
+
+    def _apply_marks(self) -> None:
+        view = self.combo.view()
+        hide: dict[int, bool] = {}
+        for row, item in enumerate(self.rows()):
             path, kind = item.data(PATH_ROLE), item.data(KIND_ROLE)
             if kind in ("header", "none", "missing") or not path:
                 continue
-            ok, tip = next((m for p, m in marks.items() if _same(p, path)), (None, ""))
+            mark = self._mark_of(path)
             label, warning = item.data(LABEL_ROLE), item.data(ALTERED_ROLE)
-            if ok is False:
-                item.setText(f"{label}  ⚠ incompatible")
+            if mark.compatible is False:
+                item.setText(f"{label}  ⚠ {mark.reason or 'incompatible'}")
                 item.setForeground(QBrush(INCOMPATIBLE))
             else:
-                item.setText(label + ("  ✓" if ok else ""))
+                note = f"  — {mark.reason}" if not mark.offered and mark.reason else ""
+                item.setText(label + ("  ✓" if mark.compatible and mark.offered else "") + note)
                 if warning:
                     item.setForeground(QBrush(ALTERED))
+                elif not mark.offered:
+                    item.setForeground(QBrush(MUTED))
                 else:
                     item.setData(None, Qt.ItemDataRole.ForegroundRole)
-            item.setToolTip("\n".join(filter(None, (tip or path, warning))))
+            item.setToolTip("\n".join(filter(None, (mark.tooltip or path, warning))))
+            # The chosen model stays listed, fit or not, so that the combo can show it.
+            hide[row] = not (self.show_all or mark.offered or _same(path, self._current))
+        if isinstance(view, QListView):
+            self._hide_rows(view, hide)
         row = self.row_of(self._current)
         self.combo.setToolTip(self.model.item(row).toolTip() if row >= 0 else "")
+
+    def _hide_rows(self, view: QListView, hide: dict[int, bool]) -> None:
+        """Hide (and disable, so that the arrow keys skip them) the rows in ``hide``, and a
+        section header all of whose models are hidden."""
+        header, shown = -1, False
+        for row, item in enumerate([*self.rows(), None]):
+            kind = item.data(KIND_ROLE) if item is not None else "header"
+            if kind == "header":
+                if header >= 0:
+                    view.setRowHidden(header, not shown)
+                header, shown = row, False
+                continue
+            hidden = hide.get(row, False)
+            view.setRowHidden(row, hidden)
+            if item is not None and kind != "none":
+                flags = item.flags()
+                enabled = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+                item.setFlags(flags & ~enabled if hidden else flags | enabled)
+            shown = shown or not hidden
 
 
 def _altered_warning(name: str) -> str:

@@ -2,11 +2,13 @@
 tracks can run on them, and whether a run or a view's job holds the engine.
 
 It is the one place that knows the target and draft paths, their ``ModelInfo`` (or why they
-could not be read), the compatibility of the pair (and of every draft candidate, for the
-picker's marks) and the availability of each track, as the core's
-``app.core.tracks.reasons`` gives it: a few words and the whole reason. Models are read on
-the engine lane (a big vocabulary takes seconds), never on the GUI thread; the views learn
-what changed from the signals and read the rest here. The window only wires them.
+could not be read: ``model_error``, one message the window shows in one place), the
+compatibility of the pair (and of every draft candidate, with whether it is fit to serve as
+a draft, for the picker) and the availability of each track, as the core's
+``app.core.tracks.reasons`` gives it — a few words and the whole reason — or, for a model
+that is chosen but not (yet) read, why. Models are read on the engine lane (a big vocabulary
+takes seconds), never on the GUI thread; the views learn what changed from the signals and
+read the rest here. The window only wires them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from app.core.compat import Compatibility, check_draft
+from app.core.compat import Compatibility, DraftFit, check_draft, draft_fit
 from app.core.gguf_info import ModelInfo, inspect_cached
 from app.core.tracks import Track, find_track, reasons, working
 from app.ui.lane import JobHandle, Lane, describe_error
@@ -31,14 +33,22 @@ def norm(path: str | Path) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def check_pair(target_path: str, draft_path: str) -> Compatibility | str:
-    """The draft's compatibility with the target, or why the draft could not be read.
-    Raises if the target cannot be read (its own inspection says why)."""
+def check_pair(target_path: str, draft_path: str) -> tuple[Compatibility, DraftFit] | str:
+    """The draft's compatibility with the target and whether it is fit to serve as its
+    draft, or why the draft could not be read. Raises if the target cannot be read (its own
+    inspection says why)."""
     target = inspect_cached(target_path)
     try:
-        return check_draft(target, inspect_cached(draft_path))
+        draft = inspect_cached(draft_path)
     except Exception as exc:
         return describe_error(exc)[1]
+    compat = check_draft(target, draft)
+    return compat, draft_fit(target, draft, compat)
+
+
+def _problem(path: str, message: str) -> str:
+    """A model error without the path it starts with (the message names the file)."""
+    return message.removeprefix(f"{path}: ")
 
 
 class WorkbenchState(QObject):
@@ -48,11 +58,14 @@ class WorkbenchState(QObject):
     compatibility changed (then ``availability_changed`` if the tracks that can run did).
     ``candidates_changed``: the target changed, or another draft candidate was checked
     against it.
+    ``model_error_changed``: the chosen models' problem (``model_error``) appeared, changed
+    or went away ("").
     ``busy_changed``: a run or a view's job took or released the engine (``claim``).
     ``settled``: nothing the state asked of the lane is pending any more.
     """
 
     models_changed = Signal()
+    model_error_changed = Signal(str)  # the message, or "" once the cause is gone
     availability_changed = Signal()
     candidates_changed = Signal()
     busy_changed = Signal(bool)
@@ -67,10 +80,13 @@ class WorkbenchState(QObject):
         self.draft_path: str | None = None
         self.target_info: ModelInfo | None = None
         self.draft_info: ModelInfo | None = None
-        self.target_error: str | None = None  # why the chosen target could not be read
+        # Why the chosen target (draft) could not be read, without its path.
+        self.target_error: str | None = None
         self.draft_error: str | None = None
         self.job: str | None = None  # what holds the engine: "run", "comparison", ...
         self._checked: dict[tuple[str, str], Compatibility | str] = {}  # (target, draft)
+        self._fits: dict[tuple[str, str], DraftFit] = {}
+        self._model_error = ""
         self._candidates: list[str] = []
         self._surveys: dict[tuple[str, str], JobHandle] = {}
         self._pending: set[JobHandle] = set()
@@ -119,13 +135,44 @@ class WorkbenchState(QObject):
         why they could not be read."""
         return {d: c for (t, d), c in self._checked.items() if t == self.target_path}
 
+    def fits(self) -> dict[str, DraftFit]:
+        """Draft candidates checked against the target so far: whether each is offered as
+        a draft (compatible, smaller, not the target's own model), and why."""
+        return {d: f for (t, d), f in self._fits.items() if t == self.target_path}
+
+    @property
+    def model_error(self) -> str | None:
+        """Why a chosen model could not be read, naming it and the next step (one line per
+        model); None when every chosen model was read or is being read."""
+        lines = [f"Could not read the {role} model {Path(path).name}: {why}"
+                 for role, path, why in (("target", self.target_path, self.target_error),
+                                         ("draft", self.draft_path, self.draft_error))
+                 if path and why]
+        return "\n".join(lines) or None
+
     def reasons(self, track: Track | str) -> Reasons:
-        """Why ``track`` cannot run on the chosen models (the core's words); None if it
-        can. An unknown track id cannot run."""
+        """Why ``track`` cannot run on the chosen models (the core's words, or that a chosen
+        model could not be read or is being read); None if it can. An unknown track id
+        cannot run."""
         t = find_track(track) if isinstance(track, str) else track
         if t is None:
             return "unknown track", f"unknown track {track!r}"
-        return reasons(t, self.target_info, self.draft_info, self.compatibility)
+        why = reasons(t, self.target_info, self.draft_info, self.compatibility)
+        if why is None or t.deprecated:
+            return why
+        if self.target_info is None and self.target_path:
+            return self._unread("target", self.target_error)
+        # The draft is what is missing when the target, standing in for it, would do.
+        if (t.needs_draft_model and self.draft_info is None and self.draft_path
+                and reasons(t, self.target_info, self.target_info) is None):
+            return self._unread("draft", self.draft_error)
+        return why
+
+    @staticmethod
+    def _unread(role: str, error: str | None) -> tuple[str, str]:
+        if error is None:
+            return f"reading the {role}…", f"the {role} model is being read"
+        return f"{role} could not be read", f"{role} could not be read: {error}"
 
     def available(self, track: Track | str) -> bool:
         return self.reasons(track) is None
@@ -200,9 +247,9 @@ class WorkbenchState(QObject):
 
     def _unreadable(self, role: str, path: str, message: str) -> None:
         if role == "target" and path == self.target_path:
-            self.target_error = message
+            self.target_error = _problem(path, message)
         elif role == "draft" and path == self.draft_path:
-            self.draft_error = message
+            self.draft_error = _problem(path, message)
         else:
             return
         self._changed()
@@ -231,9 +278,13 @@ class WorkbenchState(QObject):
         job.cancel()
         self._pending.discard(job)
 
-    def _compared(self, key: tuple[str, str], c: Compatibility | str) -> None:
+    def _compared(self, key: tuple[str, str],
+                  checked: tuple[Compatibility, DraftFit] | str) -> None:
         self._surveys.pop(key, None)
-        self._checked[key] = c
+        if isinstance(checked, str):
+            self._checked[key] = checked
+        else:
+            self._checked[key], self._fits[key] = checked
         if key[0] == self.target_path:
             self.candidates_changed.emit()
             if key[1] == self.draft_path:
@@ -252,6 +303,10 @@ class WorkbenchState(QObject):
 
     def _changed(self) -> None:
         self.models_changed.emit()
+        error = self.model_error or ""
+        if error != self._model_error:
+            self._model_error = error
+            self.model_error_changed.emit(error)
         availability = self._availability()
         if availability != self.availability:
             self.availability = availability

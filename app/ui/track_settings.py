@@ -1,8 +1,11 @@
 """The settings of a run next to the track list: drafting, experts, sampling, and each draft
 source's own settings, made from the registry.
 
-The core controls (K, draft min, adaptive drafting, experts, temperature, seed, max tokens,
-threads) are attributes; a source's settings are generated from its ``Setting`` entries
+The core controls (K, draft min, adaptive drafting, experts, max tokens, threads, context
+size, and the sampling group: temperature, seed, top-k, top-p, min-p, repetition penalty and
+its window) are attributes, ranged by the core's limits (``settings_check.LIMITS``, the same
+as the command line's); the sampling group states what speculative sampling keeps exact.
+A source's settings are generated from its ``Setting`` entries
 (int: spin box over its range, float: decimal spin box with its step, bool: checkbox),
 grouped under the source's name, and reached with ``widget(name)``. A control is enabled when
 the selected track uses it and the models allow it; the speculation controls stay disabled
@@ -29,14 +32,47 @@ from PySide6.QtWidgets import (
 
 from app.core.drafting.registry import DraftSource, Setting, Value, sources
 from app.core.events import RunSettings
-from app.core.settings_check import MAX_DRAFT
+from app.core.settings_check import LIMITS, MAX_DRAFT, MAX_INT32
 from app.core.tracks import Track
 
+SAMPLING_FIELDS = ("temperature", "seed", "top_k", "top_p", "min_p", "repeat_penalty",
+                   "repeat_last_n")
+# What only shapes a sampled token: greedy decoding (temperature 0) takes the top one anyway.
+TRUNCATION_FIELDS = ("top_k", "top_p", "min_p")
 # The core fields the window edits and remembers; the sources' settings come from the registry.
 SPECULATION_FIELDS = ("draft_max", "draft_min", "adaptive")
-SAVED_FIELDS = (*SPECULATION_FIELDS, "temperature", "seed", "max_tokens", "threads")
+SAVED_FIELDS = (*SPECULATION_FIELDS, *SAMPLING_FIELDS, "max_tokens", "threads", "ctx")
+EXACTNESS = ("With temperature > 0, speculative sampling matches the target's distribution, "
+             "not the baseline's tokens.")
+EXACTNESS_DETAIL = ("A speculating run samples from the same distribution as the baseline, "
+                    "but with other random draws (the draft's and the acceptance test's), so "
+                    "its text differs from the baseline's even with the same seed; at "
+                    "temperature 0 every track gives the baseline's text.")
 _INT_LO, _INT_HI = -(2**31), 2**31 - 1  # what a QSpinBox holds
 _FLOAT_SPAN = 1e9  # a float setting without a bound
+_HELP = {
+    "ctx": "context size in tokens: prompt and answer together (at most the model's own)",
+    "top_k": "sample among the k most likely tokens; 0 = the whole vocabulary",
+    "top_p": "sample among the most likely tokens whose probabilities add up to p; 1 = off",
+    "min_p": "drop tokens less likely than min-p times the most likely one; 0 = off",
+    "repeat_penalty": "make the tokens of the last n less likely (prompt included)",
+    "repeat_last_n": "how many recent tokens the repetition penalty looks at",
+}
+
+
+def limited_spin(name: str, value: float, step: float = 1.0) -> QSpinBox | QDoubleSpinBox:
+    """A control for the ``RunSettings`` field ``name`` over the core's range for it."""
+    lim = LIMITS[name]
+    why = f"; {lim.why}" if lim.why and lim.why not in _HELP.get(name, "") else ""
+    span = (f"≥ {lim.lo:,g}" if lim.hi >= MAX_INT32
+            else f"{lim.lo:,g}…{lim.hi:,g}" if lim.kind is float
+            else f"{int(lim.lo):,}…{int(lim.hi):,}")
+    tip = f"{_HELP.get(name, lim.name)} ({span}{why})"
+    if lim.kind is int:
+        w = _spin(max(_INT_LO, int(lim.lo)), min(_INT_HI, int(lim.hi)), int(value), tip)
+        w.setSingleStep(int(step))
+        return w
+    return _dspin(lim.lo, lim.hi, step, float(value), tip, _decimals(step, float(value)))
 
 
 def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
@@ -114,11 +150,20 @@ class TrackSettings(QGroupBox):
         self.adaptive.setChecked(d.adaptive)
         self.adaptive.setToolTip("draft only as far as the measured acceptance says it pays")
         self.experts = _spin(1, 1, 1, "active experts per token (Track 2)")
-        self.temperature = _dspin(0.0, 2.0, 0.1, d.temperature, "0 = greedy (deterministic)")
+        self.temperature = _dspin(0.0, 2.0, 0.1, d.temperature,
+                                  f"0 = greedy (deterministic)\n\n{EXACTNESS} "
+                                  f"{EXACTNESS_DETAIL}")
         self.seed = _spin(0, 999_999, d.seed, "random seed for sampling")
         self.max_tokens = _spin(1, 32768, d.max_tokens, "stop after this many answer tokens")
         self.threads = _spin(0, max(1, (os.cpu_count() or 2) * 2), 0, "CPU threads; 0 = auto")
         self.threads.setSpecialValueText("auto")
+        self.ctx = limited_spin("ctx", d.ctx, 256)
+        self.top_k = limited_spin("top_k", d.top_k)
+        self.top_p = limited_spin("top_p", d.top_p, 0.05)
+        self.min_p = limited_spin("min_p", d.min_p, 0.01)
+        self.repeat_penalty = limited_spin("repeat_penalty", d.repeat_penalty, 0.05)
+        self.repeat_last_n = limited_spin("repeat_last_n", d.repeat_last_n, 16)
+        self.repeat_last_n.setSpecialValueText("whole context")  # -1
         self.experts_label = QLabel("experts")
         self.grid = QGridLayout(self)
         self.grid.setHorizontalSpacing(8)
@@ -127,9 +172,23 @@ class TrackSettings(QGroupBox):
         self._pairs([
             ("K (draft max)", self.draft_max), ("draft min", self.draft_min),
             (None, self.adaptive), (self.experts_label, self.experts),
-            ("temperature", self.temperature), ("seed", self.seed),
             ("max tokens", self.max_tokens), ("threads", self.threads),
+            ("context", self.ctx),
         ])
+        self.sampling_header = self._header("Sampling", "How the next token is chosen")
+        sampling: list[tuple[str | QLabel | None, QWidget]] = [
+            ("temperature", self.temperature), ("seed", self.seed),
+            ("top-k", self.top_k), ("top-p", self.top_p), ("min-p", self.min_p),
+            ("repeat penalty", self.repeat_penalty), ("last n", self.repeat_last_n)]
+        self._pairs(sampling)
+        self.exactness = QLabel(EXACTNESS)
+        self.exactness.setObjectName("Hint")
+        self.exactness.setWordWrap(True)
+        self.exactness.setToolTip(EXACTNESS_DETAIL)
+        self.grid.addWidget(self.exactness, self._row, 0, 1, 4)
+        self._row += 1
+        self.temperature.valueChanged.connect(lambda _v: self._show_sampling())
+        self._show_sampling()
         # Each source's settings, under its name: generated, so a new source needs no edit here.
         self._widgets: dict[str, QWidget] = {}
         self._source_of: dict[str, DraftSource] = {}
@@ -153,14 +212,32 @@ class TrackSettings(QGroupBox):
                 self.grid.addWidget(widget, r, 2 * c + 1)
         self._row += (len(pairs) + 1) // 2
 
-    def _add_source(self, src: DraftSource) -> None:
-        header = QLabel(src.title)
+    def _header(self, title: str, tip: str) -> QLabel:
+        """A bold line over a group of settings, across the grid."""
+        header = QLabel(title)
         font = header.font()
         font.setBold(True)
         header.setFont(font)
-        header.setToolTip(src.summary)
+        header.setToolTip(tip)
         self.grid.addWidget(header, self._row, 0, 1, 4)
         self._row += 1
+        return header
+
+    def _show_sampling(self) -> None:
+        """The truncation settings matter, and the exactness caveat applies, only when a
+        token is sampled (temperature > 0)."""
+        sampled = self.temperature.value() > 0
+        for name in TRUNCATION_FIELDS:
+            w = getattr(self, name)
+            w.setEnabled(sampled)
+            base = w.property("baseTip") or w.toolTip()
+            w.setProperty("baseTip", base)
+            w.setToolTip(base if sampled else f"{base}\n\n(not used at temperature 0: "
+                         "greedy decoding takes the most likely token)")
+        self.exactness.setVisible(sampled)
+
+    def _add_source(self, src: DraftSource) -> None:
+        header = self._header(src.title, src.summary)
         pairs: list[tuple[str | QLabel | None, QWidget]] = []
         for spec in src.settings:
             w = setting_widget(spec)
@@ -193,11 +270,18 @@ class TrackSettings(QGroupBox):
 
     # -- model and track -------------------------------------------------------------------------
     def set_model(self, info: Any | None) -> None:
-        """Range the expert count from the target: 1 … expert_count, default its own."""
+        """Range the expert count from the target: 1 … expert_count, default its own; say
+        the target's own context size."""
         key = (info.path, info.expert_count, info.expert_used_count) if info is not None else None
         if key == self._expert_model:
             return
         self._expert_model = key
+        base = self.ctx.property("baseTip") or self.ctx.toolTip()
+        self.ctx.setProperty("baseTip", base)
+        own = getattr(info, "context_length", 0) if info is not None else 0
+        self.ctx.setToolTip(f"{base}\n\n{info.file_name} was trained for {own:,} tokens; a "
+                            "larger context is cut to that." if info is not None and own
+                            else base)
         if info is not None and info.is_moe:
             self.experts.setRange(1, info.expert_count)
             self.experts.setValue(info.expert_used_count or info.expert_count)
@@ -271,10 +355,14 @@ class TrackSettings(QGroupBox):
         return RunSettings(
             track=track.id, max_tokens=self.max_tokens.value(),
             temperature=self.temperature.value(), seed=self.seed.value(),
+            top_k=int(self.top_k.value()), top_p=float(self.top_p.value()),
+            min_p=float(self.min_p.value()),
+            repeat_penalty=float(self.repeat_penalty.value()),
+            repeat_last_n=int(self.repeat_last_n.value()),
             draft_max=self.draft_max.value(), draft_min=self.draft_min.value(),
             adaptive=self.adaptive.isChecked(), experts=experts,
-            threads=self.threads.value() or None, chat=chat, system=system or None,
-            options=self.options(),
+            threads=self.threads.value() or None, ctx=int(self.ctx.value()), chat=chat,
+            system=system or None, options=self.options(),
         )
 
     def dump(self) -> dict[str, Any]:

@@ -102,6 +102,22 @@ def resolve_model(spec: str | os.PathLike[str]) -> Path:
     raise ModelFileError(name, f"no such file or pinned model (pinned: {', '.join(CATALOG)})")
 
 
+def pinned_entry_of(path: str | os.PathLike[str]) -> CatalogEntry | None:
+    """The pinned model whose file name ``path`` has (wherever it lies), or None."""
+    name = Path(path).name
+    return next((e for e in CATALOG.values() if e.filename == name), None)
+
+
+def fetch_again_hint(path: str | os.PathLike[str]) -> str:
+    """What to do about a broken or cut-short model file: fetch a pinned model again, or
+    download it again from where it came."""
+    entry = pinned_entry_of(path)
+    if entry is not None:
+        return (f"download it again with `decodelab models fetch {entry.name}` "
+                "or choose another file")
+    return "download it again or choose another file"
+
+
 # ---------------------------------------------------------------- folders and recent files
 
 
@@ -179,6 +195,17 @@ class Library:
         file = Path(path).expanduser().resolve()
         self._recent = [file, *(p for p in self._recent if p != file)][:MAX_RECENT]
         self.save()
+
+    def remove_recent(self, path: str | os.PathLike[str]) -> bool:
+        """Forget ``path`` from the recent files (a broken file the user gave up on);
+        False if it was not there. The file itself stays."""
+        file = Path(path).expanduser().resolve()
+        kept = [p for p in self._recent if p != file and p != Path(path)]
+        if kept == self._recent:
+            return False
+        self._recent = kept
+        self.save()
+        return True
 
     @property
     def recent(self) -> list[Path]:
