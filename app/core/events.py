@@ -92,6 +92,10 @@ class RunSettings:
     top_k: int = 40
     top_p: float = 0.95
     min_p: float = 0.05
+    # llama.cpp's repetition penalty over the last ``repeat_last_n`` tokens, prompt included
+    # (-1: all); 1.0 = off. Every track applies it alike (``app.core.sampling.penalised``).
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
     draft_max: int = 8
     draft_min: int = 0
     adaptive: bool = True
@@ -102,6 +106,11 @@ class RunSettings:
     system: str | None = None
     gpu_layers: int = 0
     draft_gpu_layers: int = 0
+    # llama.cpp RPC workers ("host:port") that hold the target's offloaded layers
+    # (``gpu_layers`` of them, -1 all), and each one's share of them (one number per worker;
+    # empty: in proportion to their free memory). The draft model stays on this machine.
+    rpc: list[str] = field(default_factory=list)
+    rpc_split: list[float] = field(default_factory=list)
     # The draft sources' own settings by name (``registry.Setting``); absent: its default.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -165,6 +174,10 @@ class RunResult:
     # What the run wants the user to know, one line each (why adaptive drafting did not
     # draft, ...); JSON key ``notes``.
     notes: list[str] = field(default_factory=list)
+    # Prompt tokens this run evaluated, and those it kept from the target's cache (a
+    # conversation's earlier turns): prefill_tokens + reused_tokens = prompt_tokens.
+    prefill_tokens: int = 0
+    reused_tokens: int = 0
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -176,8 +189,10 @@ class RunResult:
 
     @property
     def mean_accepted_length(self) -> float | None:
+        # Tokens per verify round that drafted: accepted drafts + the target's own token
+        # (labels.MEAN_ACCEPTED_LENGTH_HELP), so 1.0 means no draft was ever accepted.
         rounds = [e for e in self.events if isinstance(e, RoundEvent) and e.proposed > 0]
-        return sum(e.accepted for e in rounds) / len(rounds) if rounds else None
+        return sum(e.accepted + 1 for e in rounds) / len(rounds) if rounds else None
 
     def to_dict(self, with_events: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -185,6 +200,8 @@ class RunResult:
             "text": self.text,
             "stop_reason": self.stop_reason,
             "prompt_tokens": self.prompt_tokens,
+            "prefill_tokens": self.prefill_tokens,
+            "reused_tokens": self.reused_tokens,
             "n_generated": self.n_generated,
             "n_drafted": self.n_drafted,
             "n_accepted": self.n_accepted,
