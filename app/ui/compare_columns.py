@@ -112,6 +112,8 @@ class TrackColumn(QGroupBox):
         self.tokens.legend.hide()  # one legend for all columns, above them
         self.tokens.edit.setPlaceholderText("")
         self.tokens.show_rejected.toggled.connect(self._rehighlight)
+        # Switching inline drafts or token boundaries rebuilds the document: mark again.
+        self.tokens.rebuilt.connect(self._rehighlight)
         layout.addWidget(self.tokens, 1)
         self.setMinimumWidth(300)
 

@@ -1,7 +1,9 @@
 """llama.cpp's log (and the app's own) in a panel.
 
 The handler may be called on any thread (llama.cpp logs from the engine thread): it only
-appends to a bounded deque under a lock; the panel drains it from a GUI-thread timer.
+appends to a bounded deque under a lock; the panel drains it from a GUI-thread timer that
+runs only while the panel is on screen (the deque keeps the last lines meanwhile), so a
+hidden log costs a run nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import threading
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 LOGGERS = ("llama.cpp", "app")
@@ -67,7 +70,17 @@ class LogPanel(QWidget):
         self.timer = QTimer(self)
         self.timer.setInterval(200)
         self.timer.timeout.connect(self.drain)
-        self.timer.start()
+        self._attached = True
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._attached:
+            self.drain()
+            self.timer.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self.timer.stop()
 
     def drain(self) -> None:
         lines = self.handler.take()
@@ -76,6 +89,7 @@ class LogPanel(QWidget):
 
     def detach(self) -> None:
         """Stop listening (the window closes); idempotent."""
+        self._attached = False
         self.timer.stop()
         for name in LOGGERS:
             logging.getLogger(name).removeHandler(self.handler)

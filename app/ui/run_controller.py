@@ -5,17 +5,24 @@ Run is possible when the workbench state has a readable target, the selected tra
 on the chosen models (the state's availability, from the core), its settings are valid, the
 prompt is not empty and nothing holds the engine. A run holds the engine in the state from
 start to end. The engine thread appends events to the run's ``EventBuffer``; a GUI-thread
-QTimer drains it about 30 times a second into the token view, the live metrics and the
-summary, and redraws one of the three plots at most 10 times a second (each plot about 3
-times). When the run ends, the buffer is drained once more before the final result is
-shown, so no event is lost or shown out of order.
+QTimer drains it about 12 times a second into the token view and the live metrics, about 4
+times a second redraws the plot on screen, and twice a second the live numbers (hidden ones
+wait). When the run ends, the buffer is drained once more before the final result is shown,
+so no event is lost or shown out of order.
+
+The window must not slow the run it measures: llama.cpp keeps every core busy, so what the
+GUI thread does during a run is taken from the decode. These rates were cut from 30 Hz text
+and 10 Hz plots after measuring the GUI thread (``benchmarks/gui_cost.py``), and the summary
+states the window's own cost: the GUI thread's CPU time during the run over the run's wall
+time, read from the thread's CPU clock (``GuiClock``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -23,7 +30,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from app.core import metrics
 from app.core.events import RunRequest, RunResult
 from app.core.tracks import find_track, get_track
-from app.core.verdict import baseline_key
+from app.core.verdict import Verdict, baseline_key, judge_run
 from app.ui.lane import Lane
 from app.ui.plots import LivePlots, SummaryPanel
 from app.ui.prompt_editor import PromptEditor
@@ -34,9 +41,28 @@ from app.ui.worker import RunJob
 
 log = logging.getLogger("app.ui.run")
 
-DRAIN_MS = 33
-PLOT_INTERVAL = 0.1  # one of the three plots is redrawn per interval (text: ~30 Hz)
+DRAIN_MS = 80  # text: about 12 updates a second (15: 2.8 % of a run here, 12: 2.4 %)
+PLOT_INTERVAL = 0.25  # the plot on screen: about 4 a second (the live numbers: 2)
 RUN = "run"  # what holds the engine in the workbench state while a run goes
+
+
+@dataclass
+class GuiClock:
+    """The clocks the window's cost is read from: wall time, and the CPU time of the
+    calling thread (read on the GUI thread, it is the GUI thread's own). Tests inject
+    their own."""
+
+    wall: Callable[[], float] = time.perf_counter
+    cpu: Callable[[], float] = time.thread_time
+
+    def read(self) -> tuple[float, float]:
+        return self.wall(), self.cpu()
+
+
+def gui_share(start: tuple[float, float], end: tuple[float, float]) -> float | None:
+    """GUI-thread CPU seconds per wall second between two ``GuiClock.read()``s."""
+    wall = end[0] - start[0]
+    return max(0.0, (end[1] - start[1]) / wall) if wall > 0 else None
 
 
 class RunController(QObject):
@@ -59,10 +85,15 @@ class RunController(QObject):
         self.last_result: RunResult | None = None
         self.last_job: RunJob | None = None  # of the last finished run
         self.last_speedup: float | None = None
+        self.last_verdict: Verdict | None = None
         self._next_id = 0
         self._key: tuple[Any, ...] = ()
         self._last_plot = 0.0
+        self._ticks = 0
         self._seen_token = False
+        self.clock = GuiClock()
+        self._clock_start = (0.0, 0.0)
+        self.gui_share: float | None = None  # of the last run
         self.timer = QTimer(self)
         self.timer.setInterval(DRAIN_MS)
         self.timer.timeout.connect(self.drain)
@@ -88,8 +119,9 @@ class RunController(QObject):
             return "Type or load a prompt first."
         settings = self.tracks.settings.settings(self.tracks.selected_track(), info,
                                                  self.prompt.use_chat(),
-                                                 self.prompt.system_message())
-        return RunRequest(s.target_path, s.draft_path, text, settings)
+                                                 self.prompt.system_setting())
+        # Where the target's layers run (remote workers) is the window's, for every run.
+        return RunRequest(s.target_path, s.draft_path, text, s.placed(settings))
 
     def problem(self) -> str | None:
         """Why Run cannot start now, or None."""
@@ -119,6 +151,8 @@ class RunController(QObject):
             if not self.state.busy:
                 self.refused.emit(why or str(request))
             return False
+        self._clock_start = self.clock.read()
+        self.gui_share = None
         self.state.claim(RUN)
         self._next_id += 1
         track = get_track(request.settings.track)
@@ -132,6 +166,7 @@ class RunController(QObject):
         self.summary.clear(f"{track.label} · running")
         self._seen_token = False
         self._last_plot = 0.0
+        self._ticks = 0
         self.lane.submit(job.run, cancel=job.cancel,
                          done=lambda result: self._finished(job, result),
                          error=lambda kind, message: self._failed(job, kind, message))
@@ -164,7 +199,9 @@ class RunController(QObject):
         if now - self._last_plot >= PLOT_INTERVAL:
             self._last_plot = now
             self.plots.update_from(self.metrics)
-            self.summary.show_live(self.metrics)
+            self._ticks += 1
+            if self._ticks % 2:  # numbers that change 4 times a second cannot be read
+                self.summary.show_live(self.metrics)
 
     def _end(self, job: RunJob) -> bool:
         """Show the last events and let go of the engine; False for a run not current."""
@@ -172,8 +209,10 @@ class RunController(QObject):
             return False
         self.drain()
         self.timer.stop()
+        self.gui_share = gui_share(self._clock_start, self.clock.read())
         self.job = None
         self.plots.update_from(self.metrics, every_plot=True)
+        self.summary.show_gui_time(self.gui_share)
         self.state.release(RUN)
         return True
 
@@ -185,17 +224,16 @@ class RunController(QObject):
             self.tokens.add_note("  ■ cancelled — partial answer")
         elif result.stop_reason == "context_full":
             self.tokens.add_note("  ■ context full")
-        if track.id == "baseline" and result.stop_reason != "cancelled":
+        elif result.stop_reason == "error":  # e.g. a remote worker lost: the part is kept
+            self.tokens.add_note(f"  ■ stopped by an error — partial answer: {result.error}")
+            self.run_failed.emit("error", result.error or "the run stopped with an error")
+        if track.id == "baseline" and result.stop_reason not in ("cancelled", "error"):
             self.baselines[self._key] = result.tokens_per_second
         base = self.baselines.get(self._key)
         summary = metrics.summarize(result, base)
-        if track.id == "baseline":
-            note = "1.00× (this run is the baseline)"
-        elif summary.speedup is not None and base is not None:
-            note = f"{summary.speedup:.2f}× vs baseline ({base:.1f} tok/s)"
-        else:
-            note = "— run the baseline on this prompt and model to compare"
-        self.summary.show_summary(summary, note)
+        # The one verdict (verdict.judge_run): the same words as Compare, Sweep and History.
+        self.last_verdict = judge_run(result, base)
+        self.summary.show_summary(summary, self.last_verdict.text)
         self.last_job, self.last_speedup = job, (1.0 if track.id == "baseline"
                                                  else summary.speedup)
         experts = result.effective.get("expert_used_count")
@@ -234,5 +272,6 @@ class RunController(QObject):
                 else f"{speedup:.2f}× vs its baseline" if speedup is not None
                 else "— no baseline was saved with this run")
         self.summary.show_summary(summary, note)
+        self.summary.show_gui_time(None)  # not measured here: this run is a record
         self.summary.track.setText(title)
         return True
