@@ -131,8 +131,11 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-file", help="load this prompt (a UTF-8 text file)")
     p.add_argument("--run", action="store_true", help="start a run right away")
     p.add_argument("--screenshot", help="save a PNG of the window when the run ends")
+    p.add_argument("--size", metavar="WxH",
+                   help="window size of the scripted session, e.g. 1280x720 (default "
+                        "1480x940)")
     p.add_argument("--exit", action="store_true", help="quit after the run (and screenshot)")
-    p.add_argument("--view", choices=("run", "compare", "sweep", "pay", "history"),
+    p.add_argument("--view", choices=("run", "compare", "sweep", "pay", "history", "chat"),
                    help="show this tab; with --run do its work (compare --tracks, sweep "
                         "--sweep, measure for 'pay'; 'pay' with --tracks compares first)")
     p.add_argument("--tracks", help="with --view compare or pay: tracks to compare, "
@@ -144,6 +147,9 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
                    help="max tokens of the scripted runs")
     p.add_argument("--threads", type=setting_type("threads"), metavar="N",
                    help="threads of the scripted runs")
+    from app.cli_rpc import add_rpc_arguments
+
+    add_rpc_arguments(p)
     p.add_argument(
         "--fetch-default",
         action="store_true",

@@ -1,6 +1,6 @@
-"""Application start: QApplication, logging to a file, the uncaught-exception dialog, and the
-scripted session (``decodelab gui --model M --track T --prompt-file F --run --screenshot P
---exit``) used for screenshots and smoke tests.
+"""Application start: QApplication, logging to a file, the uncaught-exception dialog, the
+theme, and the scripted session (``decodelab gui --model M --track T --prompt-file F --run
+--screenshot P --size 1280x720 --exit``) used for screenshots, benchmarks and smoke tests.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app import __version__
 from app.cli_common import EXIT_FAILED, EXIT_REFUSED
 from app.core import paths
-from app.ui.resources import read_text, resource_path
+from app.ui.palette import apply_theme
+from app.ui.resources import resource_path
 
 if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
@@ -90,8 +91,22 @@ def make_application() -> QApplication:
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
     app.setStyle("Fusion")
-    app.setStyleSheet(read_text("style.qss"))
+    apply_theme(app)  # the style sheet for the system palette, light or dark
     return app
+
+
+SCRIPTED_SIZE = (1480, 940)  # every scripted screenshot's size unless --size says otherwise
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. 1280x720) as a window size; ValueError (one line) if it is not one."""
+    w, sep, h = text.strip().lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise ValueError(f"--size: expected WIDTHxHEIGHT such as 1280x720, got {text!r}")
+    size = int(w), int(h)
+    if not (320 <= size[0] <= 10000 and 240 <= size[1] <= 10000):
+        raise ValueError(f"--size: {text} is outside 320x240 … 10000x10000")
+    return size
 
 
 class ScriptedSession(QObject):
@@ -132,7 +147,14 @@ class ScriptedSession(QObject):
         from app.core.settings_check import read_prompt_file
 
         w, a = self.window, self.args
-        w.resize(1480, 940)  # the same size for every scripted screenshot
+        size = SCRIPTED_SIZE
+        if getattr(a, "size", None):
+            try:
+                size = parse_size(a.size)
+            except ValueError as exc:
+                w.show_error("refused", str(exc))
+                self._fail(EXIT_REFUSED)
+        w.resize(*size)  # the same size for every scripted screenshot (or --size)
         # From here on: the models the window restored from the last session are not ours.
         w.state.inspection_failed.connect(self._inspect_failed)
         try:
@@ -174,6 +196,9 @@ class ScriptedSession(QObject):
             view = getattr(a, "view", None) or "run"
             if a.run and self.exit_code == 0:
                 self._stage = "running"
+                # From here the session is driven by the views' signals: no polling that
+                # would cost the run it measures.
+                self.timer.stop()
                 self._steps = self._plan(view)
                 self._next_step()
                 return
@@ -192,6 +217,8 @@ class ScriptedSession(QObject):
         view = getattr(self.args, "view", None)
         if view in names:
             self.window.lab.tabs.setCurrentIndex(names.index(view))
+        elif view == "chat":
+            self.window.lab.tabs.setCurrentWidget(self.window.chat_page)
 
     def _next_step(self) -> None:
         if self._stage != "running":
@@ -251,6 +278,14 @@ class ScriptedSession(QObject):
             QApplication.instance().exit(self.exit_code)  # type: ignore[union-attr]
 
 
+def preload_workers(window: MainWindow, args: argparse.Namespace) -> None:
+    """``gui --rpc HOST:PORT[,…] [--rpc-split W,…]``: list these workers in the window's
+    "Remote workers" section (instead of the remembered ones)."""
+    endpoints = getattr(args, "rpc", None) or []
+    if endpoints:
+        window.set_workers([str(e) for e in endpoints], getattr(args, "rpc_split", None) or [])
+
+
 def run_gui(args: argparse.Namespace) -> int:
     """The ``gui`` command: open the workbench (and run the scripted session if asked)."""
     log_file = configure_logging()
@@ -259,6 +294,7 @@ def run_gui(args: argparse.Namespace) -> int:
     from app.ui.main_window import MainWindow
 
     window = MainWindow(log_file=str(log_file))
+    preload_workers(window, args)
     window.show()
     scripted = any(getattr(args, k, None) for k in ("model", "draft", "track", "prompt_file",
                                                       "run", "screenshot", "fetch_default",

@@ -718,8 +718,8 @@ class ChatView(QWidget):
                 self.input.setPlainText(text)
             self._save()
         self._last_regen()
+        self.update_enabled()  # first: it sets the status line, which must say what failed
         self.status.setText(f"{'Refused' if kind == 'refused' else 'Failed'}: {message}")
-        self.update_enabled()
         self.turn_ended.emit(None)
 
     def _drop(self, block: _AnswerBlock | None) -> None:

@@ -8,6 +8,8 @@ the engine lane, with callbacks of that job alone, and re-emits them as its sign
 ``JobView`` is the frame the three views are built on: the context line at the top, the
 status line with its progress bar, the empty state until there are results, the engine
 held in the workbench state while its job runs, and the failure path of its job.
+A track's display name is ``app.core.labels.track_label`` (one table of names; re-exported
+here for the views).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from app.core.events import RunRequest
 from app.core.gguf_info import ModelInfo
+from app.core.labels import track_label as track_label  # re-exported for the views
 from app.core.tracks import find_track
 from app.ui.lane import JobFn, JobHandle, Lane
 from app.ui.state import ENGINE_BUSY, WorkbenchState
@@ -61,10 +64,6 @@ def _blend(colours: list[str]) -> str:
     return "#" + "".join(f"{round(sum(ch) / len(rgb)):02x}" for ch in zip(*rgb, strict=True))
 
 
-def track_label(track_id: str) -> str:
-    """Its label ("Track 8: Prompt lookup"), or the raw id of a track no longer known."""
-    track = find_track(track_id)
-    return track.label if track is not None else track_id
 
 
 def track_name(track_id: str) -> str:

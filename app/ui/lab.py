@@ -195,7 +195,7 @@ class Lab(QObject):
         self.tracks.settings.load_settings(s)
         self.tracks.preferred = plan.tracks[0] if len(plan.tracks) == 1 else "baseline"
         self.prompt.text.setPlainText(request.prompt)
-        self.prompt.system.setText(s.system or "")
+        self.prompt.set_system_setting(s.system)
         self.prompt.restore_chat_choice(s.chat)
         kind = "run" if len(plan.tracks) == 1 else "compare"
         self._rerun = (plan, kind)

@@ -7,13 +7,16 @@ The panel holds no model state beyond what it shows: it follows the workbench st
 choices to it. Why a chosen model cannot be read is the error banner's to say (one place);
 the panel offers to remove such a file from the recent files. The draft picker lists the
 models fit to serve as a draft (``app.core.compat.draft_fit``); "show all" lists the others
-with their reason.
+with their reason. A collapsible "Remote workers" section (``WorkersPanel``) holds the
+llama.cpp RPC workers the target's layers may run on, and a line under the target says
+where its layers run: planned from the workers listed, or as the last run placed them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,15 +29,18 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from app.core import rpc
 from app.core.models import DEFAULT_MODEL, Library
 from app.core.sizes import human_size
 from app.ui.banner import Banner
 from app.ui.model_picker import Entry, Mark, ModelPicker
 from app.ui.state import norm
+from app.ui.workers_panel import WorkersPanel
 
 if TYPE_CHECKING:
     from app.core.compat import Compatibility, DraftFit
@@ -64,6 +70,18 @@ def info_html(info: Any) -> str:
     cells = "".join(f"<tr><td style='color:#5b6573;padding-right:8px'>{k}</td><td>{v}</td></tr>"
                     for k, v in rows)
     return f"<b>{html.escape(info.name)}</b><table cellspacing=0>{cells}</table>"
+
+
+def planned_placement(placement: dict[str, Any]) -> str:
+    """Where the next run puts the target's layers, from the placement fields of
+    ``RunSettings`` (llama.cpp decides the exact split when it loads the model)."""
+    workers = placement.get("rpc") or []
+    if not workers:
+        return "all layers on this machine"
+    layers = int(placement.get("gpu_layers", -1))
+    many = "all layers" if layers < 0 else f"{layers} layer{'s' * (layers != 1)}"
+    rest = "" if layers < 0 else ", the rest on this machine"
+    return f"{many} on {', '.join(workers)}{rest} (placed when the model loads)"
 
 
 def compat_html(compat: Any) -> str:
@@ -107,6 +125,12 @@ class ModelPanel(QGroupBox):
         self.target_info.setWordWrap(True)
         self.target_info.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(self.target_info)
+
+        # Where the target's layers run: planned from the workers, then as placed.
+        self.layers_line = QLabel("")
+        self.layers_line.setObjectName("Hint")
+        self.layers_line.setWordWrap(True)
+        layout.addWidget(self.layers_line)
 
         self.draft = ModelPicker("Draft:", allow_none=True)
         self.draft.chosen.connect(self.draft_chosen)
@@ -169,6 +193,24 @@ class ModelPanel(QGroupBox):
         fetch_row.addWidget(self.fetch_cancel)
         self.fetch_box.hide()
         layout.addWidget(self.fetch_box)
+
+        self.workers_toggle = QToolButton()
+        self.workers_toggle.setText("Remote workers")
+        self.workers_toggle.setCheckable(True)
+        self.workers_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.workers_toggle.setAutoRaise(True)
+        self.workers_toggle.setToolTip("llama.cpp RPC workers (`decodelab worker`) that hold "
+                                       "the target's layers; the draft model stays here")
+        self.workers_toggle.toggled.connect(self.show_workers)
+        layout.addWidget(self.workers_toggle)
+        self.workers = WorkersPanel()
+        self.workers.setTitle("")  # the toggle above names it
+        self.workers.setFlat(True)
+        layout.addWidget(self.workers)
+        self.workers.workers_changed.connect(self._workers_changed)
+        self._placed: str | None = None  # the last run's placement, while the workers hold
+        self.show_workers(False)
+        self.show_placement()
         self.refresh_library()
 
     # -- library ------------------------------------------------------------------------------
@@ -346,6 +388,37 @@ class ModelPanel(QGroupBox):
         self.draft.setEnabled(not state.busy and blocked is None)
         self.draft.setToolTip(blocked or "")
         self.draft_all.setEnabled(self.draft.isEnabled())
+
+    # -- remote workers --------------------------------------------------------------------------
+    def show_workers(self, on: bool) -> None:
+        """Open or fold the "Remote workers" section."""
+        if self.workers_toggle.isChecked() != on:
+            self.workers_toggle.setChecked(on)  # comes back here through toggled
+            return
+        self.workers.setVisible(on)
+        self.workers_toggle.setArrowType(Qt.ArrowType.DownArrow if on
+                                         else Qt.ArrowType.RightArrow)
+
+    def set_workers(self, endpoints: Sequence[str]) -> None:
+        """List these workers (restored or from ``--rpc``); the section opens if any."""
+        self.workers.set_endpoints(endpoints)
+        if self.workers.endpoints():
+            self.show_workers(True)
+
+    def _workers_changed(self) -> None:
+        self._placed = None  # the last run's placement no longer says where the next goes
+        self.show_placement()
+
+    def show_placement(self, devices: Sequence[dict[str, Any]] | None = None) -> None:
+        """Where the target's layers run: as a run placed them (its ``effective["devices"]``)
+        or, without, as the workers listed plan it."""
+        if devices is not None:
+            self._placed = rpc.describe_placement([rpc.DevicePlacement(**d) for d in devices])
+            self.workers.show_devices(devices)
+        text = (f"Target layers: {self._placed} (last run)" if self._placed is not None
+                else f"Target layers: {planned_placement(self.workers.placement())}")
+        self.layers_line.setText(text)
+        self.layers_line.setToolTip(text)
 
     # -- fetching -------------------------------------------------------------------------------
     def offer_fetch(self, name: str) -> None:

@@ -34,6 +34,7 @@ FILE_NAME = "gui.json"
 # RunSettings). A setting of a source no longer registered is dropped, not an error.
 _RUN_FLAGS = ("adaptive", "chat")
 _NOT_SAVED = ("file", "set_aside")
+MAX_WORKERS = 64
 
 
 @dataclass
@@ -48,8 +49,12 @@ class GuiSettings:
     track: str = "baseline"
     run: dict[str, Any] = field(default_factory=dict)  # RunSettings fields the UI edits
     chat: bool | None = None
-    system: str = ""
+    # The prompt's system message: None is the default one (``DEFAULT_SYSTEM``), "" none.
+    # (Files before the default message kept ``system``, where "" meant the default: left
+    # out, so that no one's window turns the default off.)
+    system_message: str | None = None
     prompt: str = ""
+    workers: list[str] = field(default_factory=list)  # remote workers' host:port
     show_rejected: bool = True
     file: Path | None = field(default=None, repr=False, compare=False)
     # Set by load() when a damaged file was set aside; not saved.
@@ -111,6 +116,9 @@ def _checked(data: object) -> dict[str, Any]:
     for name in ("target", "draft"):
         if "\x00" in (values.get(name) or ""):
             raise FormatError(f"settings.{name}: not a path")
+    workers = values.get("workers", [])
+    if len(workers) > MAX_WORKERS or any(len(w) > 300 or "\x00" in w for w in workers):
+        raise FormatError("settings.workers: not a list of host:port addresses")
     run = values.get("run", {})
     for name, value in run.items():
         why = None

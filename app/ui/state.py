@@ -6,7 +6,9 @@ could not be read: ``model_error``, one message the window shows in one place), 
 compatibility of the pair (and of every draft candidate, with whether it is fit to serve as
 a draft, for the picker) and the availability of each track, as the core's
 ``app.core.tracks.reasons`` gives it — a few words and the whole reason — or, for a model
-that is chosen but not (yet) read, why. Models are read on the engine lane (a big vocabulary
+that is chosen but not (yet) read, why. It also holds where the target's layers run (the
+remote workers' ``placement``), which every run's settings take through ``placed``. Models
+are read on the engine lane (a big vocabulary
 takes seconds), never on the GUI thread; the views learn what changed from the signals and
 read the rest here. The window only wires them.
 """
@@ -14,17 +16,20 @@ read the rest here. The window only wires them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from app.core.compat import Compatibility, DraftFit, check_draft, draft_fit
+from app.core.events import RunSettings
 from app.core.gguf_info import ModelInfo, inspect_cached
 from app.core.tracks import Track, find_track, reasons, working
 from app.ui.lane import JobHandle, Lane, describe_error
 
 Reasons = tuple[str, str] | None  # (a few words, the whole reason) why a track cannot run
+LOCAL_PLACEMENT: dict[str, Any] = {"rpc": [], "rpc_split": [], "gpu_layers": 0}
 ENGINE_BUSY = "The engine is busy: wait for the current run to end, or stop it."
 
 
@@ -62,6 +67,7 @@ class WorkbenchState(QObject):
     or went away ("").
     ``busy_changed``: a run or a view's job took or released the engine (``claim``).
     ``settled``: nothing the state asked of the lane is pending any more.
+    ``placement_changed``: the remote workers that hold the target's layers changed.
     """
 
     models_changed = Signal()
@@ -72,6 +78,7 @@ class WorkbenchState(QObject):
     inspection_failed = Signal(str, str, str)  # role ("target"/"draft"), path, message
     target_read = Signal(object)  # the chosen target's ModelInfo, when it has been read
     settled = Signal()
+    placement_changed = Signal()
 
     def __init__(self, lane: Lane, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -91,6 +98,24 @@ class WorkbenchState(QObject):
         self._surveys: dict[tuple[str, str], JobHandle] = {}
         self._pending: set[JobHandle] = set()
         self.availability: dict[str, Reasons] = self._availability()
+        # The RunSettings fields rpc, rpc_split and gpu_layers: on this machine by default.
+        self.placement: dict[str, Any] = dict(LOCAL_PLACEMENT)
+
+    # -- where the target's layers run ------------------------------------------------------
+    def set_placement(self, placement: dict[str, Any]) -> None:
+        """Where the next runs put the target's layers (``WorkersPanel.placement()``)."""
+        new = {**LOCAL_PLACEMENT, **{k: v for k, v in placement.items()
+                                     if k in LOCAL_PLACEMENT}}
+        if new != self.placement:
+            self.placement = new
+            self.placement_changed.emit()
+
+    def placed(self, settings: RunSettings) -> RunSettings:
+        """``settings`` with the target's layers where the remote workers say: the one place
+        every run of the window (Run, Compare, Sweep, Will it pay?, Chat) takes them from."""
+        p = self.placement
+        return replace(settings, rpc=list(p["rpc"]), rpc_split=list(p["rpc_split"]),
+                       gpu_layers=int(p["gpu_layers"]))
 
     # -- choosing models ------------------------------------------------------------------
     def set_target(self, path: str | Path | None) -> None:

@@ -348,7 +348,8 @@ class TrackSettings(QGroupBox):
                      if (why := self._source_problem(src)) is not None), None)
 
     # -- values ----------------------------------------------------------------------------------
-    def settings(self, track: Track, target: Any | None, chat: bool, system: str) -> RunSettings:
+    def settings(self, track: Track, target: Any | None, chat: bool,
+                 system: str | None) -> RunSettings:
         experts = None
         if track.moe and target is not None and target.is_moe:
             experts = self.experts.value()
@@ -362,7 +363,7 @@ class TrackSettings(QGroupBox):
             draft_max=self.draft_max.value(), draft_min=self.draft_min.value(),
             adaptive=self.adaptive.isChecked(), experts=experts,
             threads=self.threads.value() or None, ctx=int(self.ctx.value()), chat=chat,
-            system=system or None, options=self.options(),
+            system=system, options=self.options(),
         )
 
     def dump(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Between the window and its remembered state (``GuiSettings``): what is restored on start
-and captured on close. Models are restored only if their files still exist."""
+and captured on close. Models are restored only if their files still exist; the remote
+workers are listed again (not contacted until tested or used)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray
 from PySide6.QtWidgets import QMainWindow, QSplitter
 
+from app.core.chat.render import DEFAULT_SYSTEM
 from app.core.tracks import find_track
+from app.ui.model_panel import ModelPanel
 from app.ui.prompt_editor import PromptEditor
 from app.ui.settings import GuiSettings
 from app.ui.state import WorkbenchState
@@ -26,14 +29,15 @@ def _bytes(text: str) -> QByteArray:
 
 class WindowMemory:
     """The remembered parts of the window: its geometry and splitters, the chosen models
-    (through the workbench state), the track and its settings, the prompt, and the
-    token view's switch."""
+    (through the workbench state), the track and its settings, the prompt and its system
+    message, the token view's switch, and the remote workers."""
 
     def __init__(self, window: QMainWindow, splitters: dict[str, QSplitter],
                  state: WorkbenchState, tracks: TrackPanel, prompt: PromptEditor,
-                 tokens: TokenView) -> None:
+                 tokens: TokenView, models: ModelPanel | None = None) -> None:
         self.window, self.splitters, self.state = window, splitters, state
         self.tracks, self.prompt, self.tokens = tracks, prompt, tokens
+        self.models = models
 
     def restore(self, s: GuiSettings) -> None:
         w = self.window
@@ -49,7 +53,9 @@ class WindowMemory:
         self.tracks.preferred = track.id if track is not None and not track.deprecated \
             else "baseline"
         self.prompt.text.setPlainText(s.prompt if isinstance(s.prompt, str) else "")
-        self.prompt.system.setText(s.system if isinstance(s.system, str) else "")
+        self.prompt.set_system_setting(s.system_message)
+        if self.models is not None and s.workers:
+            self.models.set_workers(s.workers)
         self.tokens.show_rejected.setChecked(bool(s.show_rejected))
         self.prompt.restore_chat_choice(s.chat if isinstance(s.chat, bool) else None)
         if isinstance(s.target, str) and Path(s.target).is_file():
@@ -67,6 +73,9 @@ class WindowMemory:
         s.run = self.tracks.settings.dump()
         if self.prompt.chat.isEnabled():
             s.chat = self.prompt.chat.isChecked()
-        s.system = self.prompt.system.text()
+        text = self.prompt.system.text().strip()
+        s.system_message = None if text == DEFAULT_SYSTEM else text
+        if self.models is not None:
+            s.workers = self.models.workers.endpoints()
         s.prompt = self.prompt.prompt()
         s.show_rejected = self.tokens.show_rejected.isChecked()
