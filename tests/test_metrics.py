@@ -101,6 +101,6 @@ def test_summary_and_speedup() -> None:
     assert s.result.tokens_per_second == pytest.approx(50.0)
     assert s.speedup == pytest.approx(2.0)
     assert s.result.acceptance_rate == pytest.approx(0.5)
-    assert s.result.mean_accepted_length == pytest.approx(1.5)
+    assert s.result.mean_accepted_length == pytest.approx(2.5)
     assert metrics.speedup(10.0, None) is None
     assert metrics.speedup(10.0, 0.0) is None
