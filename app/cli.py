@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_chat import add_chat_parser
     from app.cli_history import add_history_parser
     from app.cli_models import add_models_parser
+    from app.cli_reproduce import add_reproduce_parser
     from app.cli_run import add_run_parsers
     from app.cli_worker import add_worker_parser
 
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_history_parser(sub)
     add_worker_parser(sub)
+    add_reproduce_parser(sub)
     return parser
 
 

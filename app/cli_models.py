@@ -1,5 +1,6 @@
-"""``decodelab models list [--json]``, ``models fetch [--verify|--repair] NAME...`` and
-``models verify [NAME...]``.
+"""``decodelab models list [--json]``, ``models fetch [--verify|--repair] NAME...``,
+``models verify [NAME...]``, and for the self-drafts DecodeLab derived from a user's model
+(``decodelab reproduce``): ``models derived [--json]`` and ``models remove NAME...``.
 
 Exit codes (the CLI contract): 0 done; 2 refused (unknown model name) with one line on
 stderr; 1 failed (download, checksum, disk; for ``verify``: an altered or missing model,
@@ -15,10 +16,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from app.core.errors import RefusedError
 from app.core.models import catalog
 from app.core.models.catalog import CatalogEntry
 from app.core.models.fetcher import FetchProgress, fetch
-from app.core.models.files import model_path
+from app.core.models.files import DerivedDraft, derived_drafts, model_path, remove_derived
 from app.core.models.integrity import ModelState, check_model, verify_model
 from app.core.models.library import pinned_status
 
@@ -38,7 +40,8 @@ def add_models_parser(
         description="The pinned real GGUF models: list them, or download, assemble and "
         "verify them into the models folder.",
     )
-    actions = parser.add_subparsers(dest="models_command", metavar="{list,fetch,verify}")
+    actions = parser.add_subparsers(dest="models_command",
+                                    metavar="{list,fetch,verify,derived,remove}")
     names = "one or more of: " + ", ".join(catalog.CATALOG)
     listing = actions.add_parser(
         "list", help="show the pinned models, where they are and whether they are intact"
@@ -56,6 +59,13 @@ def add_models_parser(
     )
     verifying.add_argument("names", nargs="*", metavar="NAME",
                            help=names + " (default: every installed one)")
+    derived = actions.add_parser(
+        "derived", help="the self-drafts derived from your models (decodelab reproduce)")
+    derived.add_argument("--json", action="store_true", help="print a JSON list")
+    removing = actions.add_parser("remove", help="delete derived self-drafts (never a model "
+                                                 "of yours or a pinned one)")
+    removing.add_argument("names", nargs="+", metavar="NAME",
+                          help="file names as `models derived` lists them")
     parser.set_defaults(func=run_models)
     return parser
 
@@ -68,6 +78,10 @@ def run_models(args: argparse.Namespace) -> int:
         return fetch_models(args.names, verify=args.verify, repair=args.repair)
     if command == "verify":
         return verify_models(args.names)
+    if command == "derived":
+        return list_derived(as_json=bool(args.json))
+    if command == "remove":
+        return remove_models(args.names)
     return list_models(as_json=bool(getattr(args, "json", False)))
 
 
@@ -108,6 +122,50 @@ def list_models(as_json: bool = False, out: TextIO | None = None,
             f"{row.entry.name:<{width}}  {installed:<9}  {row.state:<10}  "
             f"{row.size / _MB:>6.1f} MB  {where}{marker}\n"
         )
+    derived = derived_drafts() if table is None else []
+    if derived:
+        out.write(f"\nDerived self-drafts ({len(derived)}, {sum(d.size for d in derived) / _MB:.1f}"
+                  " MB in the cache; decodelab models derived / remove NAME)\n")
+        for d in derived:
+            out.write(f"  {_derived_line(d)}\n")
+    return 0
+
+
+def _derived_line(d: DerivedDraft) -> str:
+    return (f"{d.name}  {d.n_blocks} of {d.of_blocks} blocks of {d.source}  "
+            f"{d.size / _MB:.1f} MB")
+
+
+def list_derived(as_json: bool = False, out: TextIO | None = None) -> int:
+    """Print the derived self-drafts (table or JSON list); returns 0."""
+    out = out if out is not None else sys.stdout
+    drafts = derived_drafts()
+    if as_json:
+        out.write(json.dumps([d.to_dict() for d in drafts], indent=2) + "\n")
+    elif not drafts:
+        out.write("no derived self-drafts (decodelab reproduce cas-spec --model M makes them)\n")
+    for d in drafts if not as_json else []:
+        out.write(_derived_line(d) + "\n")
+    return 0
+
+
+def remove_models(names: Sequence[str], out: TextIO | None = None,
+                  err: TextIO | None = None) -> int:
+    """Delete each named derived self-draft; 2 (refused, nothing removed) if a name is not
+    one: DecodeLab never deletes a user's or a pinned model."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    known = {d.name for d in derived_drafts()}
+    for name in names:
+        if name not in known:
+            try:
+                remove_derived(name)  # raises the refusal with its reason
+            except RefusedError as exc:
+                err.write(f"decodelab models remove: {exc}\n")
+                return 2
+    for name in dict.fromkeys(names):
+        gone = remove_derived(name)
+        out.write(f"removed {gone.path} ({gone.size / _MB:.1f} MB)\n")
     return 0
 
 

@@ -50,6 +50,7 @@ from app.ui.model_panel import ModelPanel
 from app.ui.palette import apply_theme, is_dark
 from app.ui.plots import LivePlots, SummaryPanel, apply_plot_defaults
 from app.ui.prompt_editor import PromptEditor
+from app.ui.reproduce_view import ReproduceView
 from app.ui.run_controller import RUN, RunController
 from app.ui.settings import GuiSettings
 from app.ui.state import WorkbenchState, norm
@@ -175,6 +176,9 @@ class MainWindow(QMainWindow):
         self.chat = ChatView(self.state, self.lane, settings_for=self.chat_settings)
         self.chat_page = ChatPage(self.chat)
         self.lab.tabs.addTab(self.chat_page, "Chat")
+        # The deprecated tracks measured on the target ("Reproduce…" in the track list).
+        self.reproduce = ReproduceView(self.lane, self.state, self.lab.context)
+        self.lab.tabs.addTab(self.reproduce, "Reproduce")
         layout.addWidget(self.lab.tabs, 1)
         self.setCentralWidget(central)
 
@@ -209,6 +213,7 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         state, runs = self.state, self.runs
+        self.tracks.reproduce_requested.connect(self.open_reproduction)
         self.models.observe(state)
         self.tracks.observe(state)
         self.models.fetch_requested.connect(self.fetch)
@@ -310,6 +315,11 @@ class MainWindow(QMainWindow):
 
     def _show_devices(self, result: RunResult) -> None:
         self.models.show_placement(result.effective.get("devices", []) or [])
+
+    def open_reproduction(self, track_id: str) -> None:
+        """The Reproduce tab, set to ``track_id`` (a deprecated track)."""
+        self.reproduce.open_track(track_id)
+        self.lab.tabs.setCurrentWidget(self.reproduce)
 
     # -- chat -------------------------------------------------------------------------------------
     def chat_settings(self, track: Track) -> RunSettings | str:

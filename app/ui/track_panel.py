@@ -5,11 +5,14 @@ MoE expert reduction; a line under them names the track that will run (nothing t
 baseline). A box whose part cannot run on the loaded models is disabled, with the core's
 short reason as visible text and the whole reason as tooltip; for a recurrent or hybrid
 (SSM) target that is every source. Deprecated tracks sit in their own group, disabled, each
-with its failure mode and the track to use instead.
+with its failure mode, the track to use instead and a "Reproduce…" button
+(``reproduce_requested``: the track id) that measures it on the loaded model; the button is
+disabled, with the core's reason, where the track cannot be reproduced on that model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +20,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
+    QPushButton,
     QRadioButton,
     QToolButton,
     QVBoxLayout,
@@ -25,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.drafting.registry import sources
+from app.core.reproduce.plan import refusal
 from app.core.tracks import (
     BASELINE,
     DEPRECATED,
@@ -67,6 +73,7 @@ class TrackRow:
     radio: QRadioButton
     summary: QLabel
     reason: QLabel
+    reproduce: QPushButton
 
 
 def _small(text: str, name: str, bottom: int = 0) -> QLabel:
@@ -79,6 +86,7 @@ def _small(text: str, name: str, bottom: int = 0) -> QLabel:
 
 class TrackPanel(QGroupBox):
     track_changed = Signal(str)
+    reproduce_requested = Signal(str)  # a deprecated track's id: measure it on the model
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Tracks", parent)
@@ -110,6 +118,7 @@ class TrackPanel(QGroupBox):
         layout.addWidget(self.runs_line)
         self.preferred = BASELINE.id
         self._models: tuple[Any | None, Any | None, Any | None] = (None, None, None)
+        self._reasons: Callable[[Track], tuple[str, str] | None] | None = None
         self._last = ""
         # The settings sit right under the working tracks, before the deprecated ones.
         self.settings = TrackSettings()
@@ -131,12 +140,21 @@ class TrackPanel(QGroupBox):
         self.deprecated_rows: dict[str, TrackRow] = {}
         for t in DEPRECATED:
             dep = TrackRow(t, QRadioButton(t.label), _small(t.summary, "TrackSummary"),
-                           _small(f"Fails: {t.failure}.\nUse instead: {t.instead}.", "Reason", 2))
+                           _small(f"Fails: {t.failure}.\nUse instead: {t.instead}.", "Reason", 2),
+                           QPushButton("Reproduce…"))
             dep.radio.setEnabled(False)
             dep.radio.setAutoExclusive(False)
+            dep.reproduce.setObjectName(f"reproduce-{t.id}")
+            dep.reproduce.clicked.connect(lambda _on=False, tid=t.id:
+                                          self.reproduce_requested.emit(tid))
             tip = f"{t.label} is deprecated.\nFails: {t.failure}.\nUse instead: {t.instead}."
+            head = QHBoxLayout()
+            head.addWidget(dep.radio, 1)
+            head.addWidget(dep.reproduce)
+            dep_layout.addLayout(head)
             for widget in (dep.radio, dep.summary, dep.reason):
                 widget.setToolTip(tip)
+            for widget in (dep.summary, dep.reason):
                 dep_layout.addWidget(widget)
             self.deprecated_rows[t.id] = dep
         self.deprecated_box.hide()
@@ -152,6 +170,10 @@ class TrackPanel(QGroupBox):
     def observe(self, state: WorkbenchState) -> None:
         """Follow the state: its models (what can run, the settings' ranges) and its busy
         engine (no changes while a run or a view's job holds it)."""
+        # The state's reasons name the real cause ("target could not be read: …"), where
+        # the core's see only that no model is loaded.
+        self._reasons = state.reasons
+
         def show() -> None:
             self.set_models(state.target_info, state.draft_info, state.compatibility)
 
@@ -163,7 +185,7 @@ class TrackPanel(QGroupBox):
         """Enable the parts that apply; tick the preferred track's parts that can run."""
         self._models = (target, draft, compat)
         for row in self.parts.values():
-            why = reasons(row.track, target, draft, compat)
+            why = self._why(row.track)
             row.check.setEnabled(why is None)
             row.reason.setVisible(why is not None)
             row.reason.setText(f"unavailable: {why[0]}" if why else "")
@@ -171,6 +193,15 @@ class TrackPanel(QGroupBox):
             tip += f"\n\nUnavailable: {why[1]}" if why else ""
             for w in (row.check, row.summary, row.reason):
                 w.setToolTip(tip)
+        for dep in self.deprecated_rows.values():
+            if target is None:
+                blocked: str | None = "load a target model first"
+            else:
+                blocked = refusal(dep.track.id, target)
+            dep.reproduce.setEnabled(blocked is None)
+            dep.reproduce.setToolTip(
+                f"Measure {dep.track.label} on the target, beside the study's number"
+                if blocked is None else f"Cannot reproduce here: {blocked}")
         want = find_track(self.preferred) or BASELINE
         self._tick(want if not want.deprecated else BASELINE)
         self.settings.set_model(target)
@@ -200,6 +231,8 @@ class TrackPanel(QGroupBox):
             self.track_changed.emit(track.id)
 
     def _why(self, track: Track) -> tuple[str, str] | None:
+        if self._reasons is not None:
+            return self._reasons(track)
         return reasons(track, *self._models)
 
     # -- selection -------------------------------------------------------------------------------
