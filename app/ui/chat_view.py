@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -49,16 +49,14 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMenu,
-    QPlainTextEdit,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app.core.chat.conversation import Conversation, Message, script_turns, stats_line, turn_stats
+from app.core.chat.conversation import Conversation, Message, script_turns
 from app.core.chat.render import DEFAULT_SYSTEM, system_note
 from app.core.chat.store import (
     ConversationStore,
@@ -69,10 +67,12 @@ from app.core.chat.store import (
 from app.core.events import RunResult, RunSettings
 from app.core.labels import track_label
 from app.core.tracks import Track, find_track, working
+from app.ui.chat_blocks import CHAT_STYLE, AnswerBlock, MessageBox, UserBlock
 from app.ui.lane import Lane
 from app.ui.resources import read_text
+from app.ui.run_controller import DRAIN_MS  # the Run tab's text rate: the window's cost stays small
 from app.ui.state import ENGINE_BUSY, WorkbenchState
-from app.ui.token_view import TokenView, legend_html
+from app.ui.token_view import legend_html
 from app.ui.worker import EventBuffer
 
 if TYPE_CHECKING:  # the runner loads the engine: on the first turn, not with the window
@@ -81,192 +81,11 @@ if TYPE_CHECKING:  # the runner loads the engine: on the first turn, not with th
 log = logging.getLogger("app.ui.chat")
 
 JOB = "chat"  # what holds the engine in the workbench state while a turn runs
-DRAIN_MS = 33
 SAMPLE_CONVERSATIONS = (
     ("Code edit (four turns that edit one module: copying pays)", "code_edit.txt"),
     ("Document Q&A (questions about a note)", "document_qa.txt"),
     ("Plain chat (planning a trip)", "plain_chat.txt"),
 )
-STYLE = """
-QFrame#ChatUser { background: palette(alternate-base); border: 1px solid palette(mid);
-                  border-radius: 8px; }
-QFrame#ChatAnswer { border: none; }
-QFrame#ChatAnswer[outside="true"], QFrame#ChatUser[outside="true"] { color: palette(mid); }
-"""
-
-
-class _MessageBox(QPlainTextEdit):
-    """Enter sends, Shift+Enter starts a new line."""
-
-    send = Signal()
-
-    def keyPressEvent(self, e: QKeyEvent) -> None:
-        if e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
-                e.modifiers() & Qt.KeyboardModifier.ShiftModifier):
-            self.send.emit()
-            return
-        super().keyPressEvent(e)
-
-
-def _tool(text: str, tip: str, slot: Callable[[], Any]) -> QToolButton:
-    b = QToolButton()
-    b.setText(text)
-    b.setToolTip(tip)
-    b.setAutoRaise(True)
-    b.clicked.connect(slot)
-    return b
-
-
-class _UserBlock(QFrame):
-    """One user message: its text, Edit & resend, Copy."""
-
-    def __init__(self, view: ChatView, index: int, msg: Message, turn: int) -> None:
-        super().__init__()
-        self.view, self.index = view, index
-        self.setObjectName("ChatUser")
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(8, 6, 8, 6)
-        top = QHBoxLayout()
-        head = QLabel(f"You · turn {turn}")
-        head.setObjectName("SectionTitle")
-        top.addWidget(head)
-        top.addStretch(1)
-        self.edit_button = _tool("Edit && resend", "Change this message and answer it again "
-                                 "(the conversation is cut here)", self.start_edit)
-        self.copy_button = _tool("Copy", "Copy this message",
-                                 lambda: QGuiApplication.clipboard().setText(msg.text))
-        top.addWidget(self.edit_button)
-        top.addWidget(self.copy_button)
-        lay.addLayout(top)
-        self.text = QLabel(msg.text)
-        self.text.setWordWrap(True)
-        self.text.setTextFormat(Qt.TextFormat.PlainText)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        lay.addWidget(self.text)
-        self.editor: QPlainTextEdit | None = None
-        self._edit_row: QWidget | None = None
-
-    def start_edit(self) -> None:
-        if self.editor is not None:
-            return
-        self.editor = QPlainTextEdit(self.text.text())
-        self.editor.setMaximumHeight(160)
-        row = QWidget()
-        h = QHBoxLayout(row)
-        h.setContentsMargins(0, 0, 0, 0)
-        h.addStretch(1)
-        resend = QPushButton("Resend")
-        resend.clicked.connect(self.resend)
-        cancel = QPushButton("Cancel")
-        cancel.clicked.connect(self.cancel_edit)
-        h.addWidget(resend)
-        h.addWidget(cancel)
-        self.text.hide()
-        lay = self.layout()
-        assert isinstance(lay, QVBoxLayout)
-        lay.addWidget(self.editor)
-        lay.addWidget(row)
-        self._edit_row = row
-        self.editor.setFocus()
-
-    def cancel_edit(self) -> None:
-        for w in (self.editor, self._edit_row):
-            if w is not None:
-                w.deleteLater()
-        self.editor = self._edit_row = None
-        self.text.show()
-
-    def resend(self) -> None:
-        if self.editor is not None:
-            self.view.edit_and_resend(self.index, self.editor.toPlainText())
-
-
-class _AnswerBlock(QFrame):
-    """One answer: its tokens (a token view without its own header), the figures line,
-    Copy and (on the last answer) Regenerate."""
-
-    def __init__(self, view: ChatView) -> None:
-        super().__init__()
-        self.view = view
-        self.setObjectName("ChatAnswer")
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(8, 2, 8, 6)
-        top = QHBoxLayout()
-        self.head = QLabel("Assistant")
-        self.head.setObjectName("SectionTitle")
-        top.addWidget(self.head)
-        top.addStretch(1)
-        self.regen_button = _tool("Regenerate", "Answer the last message again (with the "
-                                  "track chosen now)", view.regenerate)
-        self.copy_button = _tool("Copy", "Copy this answer (without rejected drafts)",
-                                 self.copy)
-        top.addWidget(self.regen_button)
-        top.addWidget(self.copy_button)
-        lay.addLayout(top)
-        self.tokens = TokenView()
-        # The chat shows one legend and one "show rejected" switch for every answer.
-        for name in ("legend", "options", "copy_button"):
-            w = getattr(self.tokens, name, None)
-            if isinstance(w, QWidget):
-                w.hide()
-        for label in self.tokens.findChildren(QLabel):
-            if label.objectName() == "SectionTitle":
-                label.hide()
-        self.tokens.edit.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.tokens.edit.setCenterOnScroll(False)
-        self.tokens.edit.setPlaceholderText("")
-        self.tokens.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        lay.addWidget(self.tokens)
-        self.stats = QLabel("")
-        self.stats.setObjectName("Hint")
-        self.stats.setWordWrap(True)
-        lay.addWidget(self.stats)
-        self.tokens.edit.document().contentsChanged.connect(self.fit)
-        # Refit after a resize (wrapping changes with the width), once the layout settled;
-        # the timer goes with the block.
-        self._refit = QTimer(self)
-        self._refit.setSingleShot(True)
-        self._refit.setInterval(0)
-        self._refit.timeout.connect(self.fit)
-        self.fit()
-
-    def copy(self) -> None:
-        QGuiApplication.clipboard().setText(self.tokens.answer_text())
-
-    def fit(self) -> None:
-        """As tall as the answer (the transcript scrolls, not each answer)."""
-        edit = self.tokens.edit
-        height = 0.0
-        block = edit.document().begin()
-        while block.isValid():
-            height += edit.blockBoundingRect(block).height()
-            block = block.next()
-        margins = edit.contentsMargins()
-        want = int(height + 2 * edit.document().documentMargin() + margins.top()
-                   + margins.bottom() + 4)
-        want = max(want, edit.fontMetrics().lineSpacing() + 12)
-        if edit.height() != want:
-            edit.setFixedHeight(want)
-            self.tokens.setFixedHeight(want)
-
-    def resizeEvent(self, e: Any) -> None:
-        super().resizeEvent(e)
-        self._refit.start()
-
-    def show_result(self, conv: Conversation, index: int, result: RunResult) -> None:
-        st = turn_stats(conv, index)
-        self.stats.setText(stats_line(st, track_label(result.track)))
-        tips = [f"{result.n_generated} tokens, stopped: {result.stop_reason}",
-                f"prompt {result.prompt_tokens} tokens: {result.prefill_tokens} evaluated, "
-                f"{result.reused_tokens} kept in the cache from earlier turns",
-                *result.notes]
-        self.stats.setToolTip("\n".join(tips))
-        if result.stop_reason == "cancelled":
-            self.tokens.add_note("  ■ stopped — partial answer")
-        elif result.stop_reason == "context_full":
-            self.tokens.add_note("  ■ context full — the answer was cut")
-
-
 class ChatView(QWidget):
     """The Chat tab (see the module docstring for what the constructor takes)."""
 
@@ -280,14 +99,14 @@ class ChatView(QWidget):
         self.state, self.lane, self.settings_for = state, lane, settings_for
         self._store = store
         self.conv = Conversation()
-        self.blocks: list[_UserBlock | _AnswerBlock] = []
+        self.blocks: list[UserBlock | AnswerBlock] = []
         self.buffer: EventBuffer | None = None
         self.cancel: threading.Event | None = None
-        self.live: _AnswerBlock | None = None
+        self.live: AnswerBlock | None = None
         self.full: ConversationFull | None = None
         self.queued: list[str] = []  # a sample's next user turns
         self.last_result: RunResult | None = None
-        self.setStyleSheet(STYLE)
+        self.setStyleSheet(CHAT_STYLE)
         self._build()
         self.timer = QTimer(self)
         self.timer.setInterval(DRAIN_MS)
@@ -385,7 +204,7 @@ class ChatView(QWidget):
         lay.addWidget(self.banner)
 
         row = QHBoxLayout()
-        self.input = _MessageBox()
+        self.input = MessageBox()
         self.input.setPlaceholderText("Message (Enter sends, Shift+Enter: new line, Esc stops "
                                       "the answer)")
         self.input.setMaximumHeight(110)
@@ -493,7 +312,7 @@ class ChatView(QWidget):
         self.open_button.setEnabled(not self.running)
         self.answer_button.setEnabled(not self.running and why is None)
         for block in self.blocks:
-            if isinstance(block, _UserBlock):
+            if isinstance(block, UserBlock):
                 block.edit_button.setEnabled(not self.running and block.index >= self.conv.start)
             else:
                 block.regen_button.setEnabled(not self.running and why is None)
@@ -527,12 +346,12 @@ class ChatView(QWidget):
         self._waiting_banner()
         self.update_enabled()
 
-    def _add_block(self, index: int, msg: Message) -> _UserBlock | _AnswerBlock:
-        block: _UserBlock | _AnswerBlock
+    def _add_block(self, index: int, msg: Message) -> UserBlock | AnswerBlock:
+        block: UserBlock | AnswerBlock
         if msg.role == "user":
-            block = _UserBlock(self, index, msg, self.conv.turn_of(index))
+            block = UserBlock(self, index, msg, self.conv.turn_of(index))
         else:
-            block = _AnswerBlock(self)
+            block = AnswerBlock(self)
             block.tokens.show_rejected.setChecked(self.show_rejected.isChecked())
             if msg.run is not None:
                 block.tokens.append(msg.run.events)
@@ -554,13 +373,13 @@ class ChatView(QWidget):
             block.setEnabled(not outside)
 
     def _last_regen(self) -> None:
-        answers = [b for b in self.blocks if isinstance(b, _AnswerBlock)]
+        answers = [b for b in self.blocks if isinstance(b, AnswerBlock)]
         for b in answers:
             b.regen_button.setVisible(b is answers[-1] and not self.conv.waiting)
 
     def _apply_show_rejected(self, on: bool) -> None:
         for block in self.blocks:
-            if isinstance(block, _AnswerBlock):
+            if isinstance(block, AnswerBlock):
                 block.tokens.show_rejected.setChecked(on)
 
     def _scroll_to_end(self) -> None:
@@ -635,7 +454,7 @@ class ChatView(QWidget):
         buffer = self.buffer = EventBuffer()
         cancel = self.cancel = threading.Event()
         live = self._add_block(len(self.conv.messages), Message("assistant", ""))
-        assert isinstance(live, _AnswerBlock)
+        assert isinstance(live, AnswerBlock)
         self.live = live
         live.regen_button.hide()
         live.head.setText(f"Assistant · {track_label(track.id)} · answering…")
@@ -675,7 +494,7 @@ class ChatView(QWidget):
             if following:
                 self._scroll_to_end()
 
-    def _finish(self) -> _AnswerBlock | None:
+    def _finish(self) -> AnswerBlock | None:
         self.drain()
         self.timer.stop()
         live, self.live = self.live, None
@@ -722,7 +541,7 @@ class ChatView(QWidget):
         self.status.setText(f"{'Refused' if kind == 'refused' else 'Failed'}: {message}")
         self.turn_ended.emit(None)
 
-    def _drop(self, block: _AnswerBlock | None) -> None:
+    def _drop(self, block: AnswerBlock | None) -> None:
         if block is not None and block in self.blocks:
             self.blocks.remove(block)
             self.transcript.removeWidget(block)

@@ -16,7 +16,8 @@ from app.core.chat.conversation import Conversation
 from app.core.chat.store import ConversationStore
 from app.core.events import RunSettings
 from app.core.tracks import Track, working
-from app.ui.chat_view import ChatView, _AnswerBlock, _UserBlock
+from app.ui.chat_blocks import AnswerBlock, UserBlock
+from app.ui.chat_view import ChatView
 from app.ui.lane import Lane
 from app.ui.state import WorkbenchState
 
@@ -61,8 +62,8 @@ def type_and_send(qtbot: Any, view: ChatView, text: str) -> Any:
     return answer(qtbot, view, lambda: qtbot.keyClick(view.input, Qt.Key.Key_Return))
 
 
-def answers(view: ChatView) -> list[_AnswerBlock]:
-    return [b for b in view.blocks if isinstance(b, _AnswerBlock)]
+def answers(view: ChatView) -> list[AnswerBlock]:
+    return [b for b in view.blocks if isinstance(b, AnswerBlock)]
 
 
 def test_enter_sends_and_the_next_turn_keeps_the_cache(
@@ -121,7 +122,7 @@ def test_regenerate_and_edit_and_resend(
     assert again.token_ids == second.token_ids  # greedy, from the same kept cache
     assert again.prefill_tokens == 1 and len(view.blocks) == 4
     first_user = view.blocks[0]
-    assert isinstance(first_user, _UserBlock)
+    assert isinstance(first_user, UserBlock)
     first_user.start_edit()
     assert first_user.editor is not None
     first_user.editor.setPlainText("Write a function that multiplies two numbers.")
