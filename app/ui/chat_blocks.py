@@ -5,7 +5,7 @@ the turn's quiet stats line). ``chat_view.ChatView`` lays them out and runs the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent
@@ -25,10 +25,6 @@ from app.core.chat.conversation import Conversation, Message, stats_line, turn_s
 from app.core.events import RunResult
 from app.core.labels import track_label
 from app.ui.token_view import TokenView
-
-if TYPE_CHECKING:  # the view holds the blocks; they call back into it
-    from app.ui.chat_view import ChatView
-
 
 CHAT_STYLE = """
 QFrame#ChatUser { background: palette(alternate-base); border: 1px solid palette(mid);
@@ -63,9 +59,11 @@ def tool_button(text: str, tip: str, slot: Callable[[], Any]) -> QToolButton:
 class UserBlock(QFrame):
     """One user message: its text, Edit & resend, Copy."""
 
-    def __init__(self, view: ChatView, index: int, msg: Message, turn: int) -> None:
+    def __init__(self, resend: Callable[[int, str], object], index: int, msg: Message,
+                 turn: int) -> None:
         super().__init__()
-        self.view, self.index = view, index
+        # The view's edit_and_resend: a callback, so the blocks need not know the view.
+        self.resend_text, self.index = resend, index
         self.setObjectName("ChatUser")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
@@ -121,16 +119,15 @@ class UserBlock(QFrame):
 
     def resend(self) -> None:
         if self.editor is not None:
-            self.view.edit_and_resend(self.index, self.editor.toPlainText())
+            self.resend_text(self.index, self.editor.toPlainText())
 
 
 class AnswerBlock(QFrame):
     """One answer: its tokens (a token view without its own header), the figures line,
     Copy and (on the last answer) Regenerate."""
 
-    def __init__(self, view: ChatView) -> None:
+    def __init__(self, regenerate: Callable[[], object]) -> None:
         super().__init__()
-        self.view = view
         self.setObjectName("ChatAnswer")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 2, 8, 6)
@@ -140,7 +137,7 @@ class AnswerBlock(QFrame):
         top.addWidget(self.head)
         top.addStretch(1)
         self.regen_button = tool_button("Regenerate", "Answer the last message again (with the "
-                                  "track chosen now)", view.regenerate)
+                                  "track chosen now)", regenerate)
         self.copy_button = tool_button("Copy", "Copy this answer (without rejected drafts)",
                                  self.copy)
         top.addWidget(self.regen_button)

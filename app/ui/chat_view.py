@@ -349,9 +349,9 @@ class ChatView(QWidget):
     def _add_block(self, index: int, msg: Message) -> UserBlock | AnswerBlock:
         block: UserBlock | AnswerBlock
         if msg.role == "user":
-            block = UserBlock(self, index, msg, self.conv.turn_of(index))
+            block = UserBlock(self.edit_and_resend, index, msg, self.conv.turn_of(index))
         else:
-            block = AnswerBlock(self)
+            block = AnswerBlock(self.regenerate)
             block.tokens.show_rejected.setChecked(self.show_rejected.isChecked())
             if msg.run is not None:
                 block.tokens.append(msg.run.events)
