@@ -110,6 +110,16 @@ def test_report_says_from_which_acceptance_it_would_pay() -> None:
     assert predict(noisy, 0.9, "lookup").explanation.endswith("Measure again.)")
 
 
+
+def test_a_remote_target_is_explained_by_its_round_trips() -> None:
+    # a step pays a round trip (here most of it), a batch pays it once for all its tokens
+    remote = MeasuredCosts({1: 0.010, 2: 0.0105, 3: 0.011, 5: 0.012, 9: 0.014, 17: 0.018},
+                           draft_step=0.002, workers=2)
+    text = predict(remote, 0.7, "draft").explanation
+    assert "2 remote workers" in text and "10.0 ms a step" in text
+    assert "a verify batch of 5 pays it once for 5 tokens (1.20 steps)" in text
+    assert "remote" not in predict(CHEAP, 0.7, "draft").explanation
+
 # -- measured on a tiny model -------------------------------------------------------------
 
 

@@ -153,6 +153,23 @@ def test_split_across_two_workers_gives_the_local_text(
     assert local.effective["devices"] == []
 
 
+def test_will_it_pay_measures_a_remote_target_with_its_round_trips(
+        workers: list[Worker], tiny_dense: Path) -> None:
+    from app.core import predict
+    from app.core.hosted_model import open_model
+    from app.core.llama_backend import LoadOptions
+
+    model = open_model(tiny_dense, LoadOptions(n_ctx=512, threads=1, gpu_layers=-1,
+                                               devices=tuple(w.endpoint for w in workers),
+                                               split=(1.0, 1.0)))
+    try:
+        report = predict.will_it_pay(model, None, alpha=0.7, source="lookup")
+    finally:
+        model.close()
+    assert report.costs is not None and report.costs.workers == 2
+    assert set(report.costs.batches) >= {1, 5, 9} and report.costs.step > 0
+    assert "2 remote workers" in report.explanation
+
 def test_gpu_layers_keeps_the_others_here(workers: list[Worker], tiny_dense: Path) -> None:
     local = run(settings(), tiny_dense)
     remote = run(on_workers(settings(), workers, gpu_layers=1), tiny_dense)

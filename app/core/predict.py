@@ -138,6 +138,7 @@ class MeasuredCosts:
     draft_step: float | None = None
     seconds_spent: float = 0.0
     noisy: bool = False  # samples disagreed: something else was using the CPU
+    workers: int = 0  # llama.cpp RPC workers holding the target's layers (0: all local)
 
     @property
     def step(self) -> float:
@@ -249,6 +250,8 @@ def predict(
 def explain(report: PayReport, draft_ratio: float) -> str:
     """Plain words: what drafting and verifying cost here, and whether that pays."""
     text = _verdict(report, draft_ratio)
+    if report.costs is not None and report.costs.workers and report.predictions:
+        text += " " + _remote(report.costs, report.predictions)
     if report.costs is not None and report.costs.noisy:
         text += " (Timings were noisy: is another program using the CPU? Measure again.)"
     return text
@@ -303,6 +306,18 @@ def _verdict(report: PayReport, draft_ratio: float) -> str:
         f"{head}. At {a} no K beats baseline (best K={best.k}: {best.speedup:.2f}x); "
         f"it would pay from {(low.break_even_alpha or 0.0):.0%} acceptance (K={low.k})."
     )
+
+
+def _remote(costs: MeasuredCosts, preds: Sequence[KPrediction]) -> str:
+    """Why speculation and remote workers go together: a network round trip per target call,
+    which a verify batch pays once for all its tokens (the costs above include it)."""
+    n = costs.workers
+    k = min(4, len(preds))
+    where = "a remote worker" if n == 1 else f"{n} remote workers (one after the other)"
+    return (f"The target's layers are on {where}: each target call is a network round "
+            f"trip ({1000 * costs.step:.1f} ms a step here, round trips included); a verify "
+            f"batch of {k + 1} pays it once for {k + 1} tokens ({preds[k - 1].verify_steps:.2f} "
+            "steps), so the slower the link, the more speculation saves.")
 
 
 def _ks(ks: Sequence[int]) -> str:
@@ -366,7 +381,8 @@ def measure(
     noisy = any(batches[n] < 0.9 * fastest[n] for n in sizes) or any(
         max(v) > NOISY_SPREAD * min(v) for v in samples.values()
     )
-    return MeasuredCosts(batches, draft_step, time.perf_counter() - t_begin, noisy)
+    return MeasuredCosts(batches, draft_step, time.perf_counter() - t_begin, noisy,
+                         workers=len(target.options.devices))
 
 
 def _draft_step(draft: LoadedModel, ctx: list[int]) -> float:
