@@ -32,7 +32,8 @@ from app.core.events import RunSettings
 from app.core.gguf_info import inspect_model
 from app.core.llama_backend import LoadedModel, LoadOptions
 from app.core.models.library import resolve_model
-from app.core.models.moefy import DOC_SEPARATOR, calibration_path
+from app.core.models.moefy import calibration_path
+from app.core.models.moefy_plan import DOC_SEPARATOR
 from app.core.session import Session
 from benchmarks.common import machine_summary, median, templated, warm_page_cache
 from benchmarks.vs_llama_cpp import TOOLS, run_tool

@@ -22,7 +22,8 @@ from app.core.events import RunSettings
 from app.core.gguf_info import inspect_model
 from app.core.gguf_reader import read_header
 from app.core.llama_backend import LoadedModel, LoadOptions
-from app.core.models.moefy import GENERATOR, Moefied, balanced_clusters, write_moefied
+from app.core.models.moefy import GENERATOR, Moefied, write_moefied
+from app.core.models.moefy_plan import balanced_clusters
 from app.core.session import Session
 
 # n_ff 128 = (6 routed + 2 shared) × 16 neurons; few calibration tokens keep it fast.
