@@ -26,13 +26,11 @@ from pathlib import Path
 from app.core.errors import DecodeLabError
 from app.core.events import RunSettings
 from app.core.gguf_info import inspect_model
-from app.core.gguf_reader import read_header
 from app.core.models.library import resolve_model
 from app.core.session import Session
 from benchmarks.common import machine_summary, median, templated, warm_page_cache
 from benchmarks.vs_llama_cpp import TOOLS, run_tool
 
-SYNTHETIC_KEY = "decodelab.synthetic.generator"  # written by app/core/models/synthetic.py
 Rows = dict[tuple[str, int], list[float]]
 
 
@@ -80,7 +78,7 @@ def main() -> int:
     try:
         path = str(resolve_model(args.model))
         info = inspect_model(path)
-        synthetic = SYNTHETIC_KEY in read_header(path).metadata
+        synthetic = info.random_weights
     except DecodeLabError as exc:
         print(f"moe_experts: {exc}", file=sys.stderr)
         return 1

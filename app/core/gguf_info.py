@@ -83,6 +83,8 @@ _ADDS_BOS_BY_DEFAULT = frozenset({"llama", "bert"})
 _ADDS_EOS_BY_DEFAULT = frozenset({"t5"})
 # llama.cpp's architecture and tokenizer names are short identifiers; these go into messages.
 _MAX_NAME = 128
+# The key DecodeLab's synthetic (random-weight) models carry: models/synthetic.py writes it.
+RANDOM_WEIGHTS_KEY = "decodelab.synthetic.generator"
 # Token ids are shown as the file gives them, negative ones too: llama.cpp judges them.
 _MIN_ID = -(2**31)
 
@@ -138,6 +140,9 @@ class ModelInfo:
     is_hybrid: bool
     vocab_fingerprint: str
     tokens: list[str] = field(default_factory=list, repr=False)
+    # Written by DecodeLab's synthetic MoE (models/synthetic.py): its text means nothing, so
+    # views that judge quality (divergence, agreement) say so.
+    random_weights: bool = False
 
     @property
     def is_moe(self) -> bool:
@@ -304,4 +309,5 @@ def model_info_from_header(header: GGUFHeader) -> ModelInfo:
         is_hybrid=hybrid,
         vocab_fingerprint=digest[:16],
         tokens=tokens,
+        random_weights=RANDOM_WEIGHTS_KEY in md,
     )

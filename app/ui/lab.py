@@ -121,8 +121,10 @@ class Lab(QObject):
         return {"Run: tokens / s": p.tps, "Run: acceptance by round": p.acc,
                 "Run: acceptance by draft position": p.position_plot,
                 "Compare: tokens / s per track": self.compare.plot,
-                "Sweep: tokens / s": self.sweep.tps, "Sweep: acceptance": self.sweep.acc,
-                "Sweep: divergence": self.sweep.div, "Will it pay?: speedup by K": self.pay.plot}
+                "Sweep: tokens / s": self.sweep.tps, "Sweep: speedup": self.sweep.speed,
+                "Sweep: acceptance": self.sweep.acc,
+                "Sweep: divergence": self.sweep.div, "Will it pay?: speedup by K": self.pay.plot,
+                "Will it pay?: experts": self.pay.experts.plot}
 
     # -- saving ---------------------------------------------------------------------------
     def _save(self, what: str, fn: Callable[[History], str]) -> None:
@@ -225,5 +227,5 @@ class Lab(QObject):
 
     def shutdown(self) -> None:
         self.compare.timer.stop()
-        for view in (self.compare, self.sweep, self.pay):
+        for view in (self.compare, self.sweep, self.pay, self.pay.experts):
             view.runner.cancel()

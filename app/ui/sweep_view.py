@@ -11,6 +11,8 @@ for experts only within the divergence limit); a value that drafted nothing says
 A sweep over K runs with fixed drafting (with adaptive drafting K is only a cap): the view
 says so. What a track can vary is ``app.core.sweep.parameters``; a source setting's label,
 default values and kind (whole number or not) come from its registry ``Setting``.
+"Keep for comparison" keeps a sweep's curves to draw beside later sweeps of the same setting
+(``app.ui.sweep_kept``): two models' expert sweeps on one plot.
 """
 
 from __future__ import annotations
@@ -61,13 +63,14 @@ from app.ui.jobs import (
 from app.ui.lane import Lane
 from app.ui.plots import BLUE, GREEN, GREY, ORANGE, _plot
 from app.ui.state import WorkbenchState
+from app.ui.sweep_kept import RANDOM_NOTE, KeptPanel, SweptModel, swept_model
 
 CORE_PARAMETERS = ("draft_max", "experts")  # the rest: the registry's settings
 EMPTY = ("Pick a track and the setting to vary, then press Sweep: the track runs once per "
          "value on the Run tab's models, prompt and settings, after one baseline run, and "
          "the best value is marked when it is best beyond noise.")
 COLUMNS = ("value", "tok/s", "speedup", "acceptance", "divergence", "same answer", "note")
-NOTE = 6
+DIVERGENCE, NOTE = 4, 6
 MAX_REPEATS = 10
 FIXED_K = ("A sweep over K runs with fixed drafting (adaptive drafting off): with adaptive "
            "drafting on, K is only a cap on how far it drafts, so the points would measure "
@@ -182,12 +185,13 @@ class SweepView(JobView):
         layout.addWidget(self.best_label)
 
         self.tps = _plot("tokens / s", "tok/s", "value")
+        self.speed = _plot("speedup over the baseline", "× baseline", "value")
         self.acc = _plot("acceptance", "accepted / drafted", "value")
         self.acc.setYRange(0, 1.05)
         self.div = _plot("divergence from the full-expert answer", "edit distance (0–1)",
                          "value")
         self.div.setYRange(0, 1.05)
-        for plot in (self.acc, self.div):
+        for plot in (self.speed, self.acc, self.div):
             plot.setXLink(self.tps)
         self.tps_curve = self.tps.plot([], [], pen=pg.mkPen(BLUE, width=2), symbol="o",
                                        symbolSize=7, symbolBrush=BLUE)
@@ -198,6 +202,10 @@ class SweepView(JobView):
                                          label="baseline",
                                          labelOpts={"position": 0.92, "color": "#3a4250"})
         self.tps.addItem(self.base_line)
+        self.speed_curve = self.speed.plot([], [], pen=pg.mkPen(BLUE, width=2), symbol="o",
+                                           symbolSize=7, symbolBrush=BLUE, connect="finite")
+        self.speed.addItem(pg.InfiniteLine(1.0, angle=0, pen=pg.mkPen(
+            GREY, width=1.5, style=Qt.PenStyle.DashLine)))
         self.acc_curve = self.acc.plot([], [], pen=pg.mkPen(GREEN, width=2), symbol="o",
                                        symbolSize=7, symbolBrush=GREEN)
         self.div_curve = self.div.plot([], [], pen=pg.mkPen(ORANGE, width=2), symbol="o",
@@ -209,8 +217,17 @@ class SweepView(JobView):
         plots = QWidget()
         plots_layout = QVBoxLayout(plots)
         plots_layout.setContentsMargins(0, 0, 0, 0)
-        for w in (self.tps, self.acc, self.div):
+        for w in (self.tps, self.speed, self.acc, self.div):
             plots_layout.addWidget(w, 1)
+        self.kept = KeptPanel(
+            {"tps": self.tps, "speedup": self.speed, "div": self.div},
+            {"tps": self.tps_curve, "speedup": self.speed_curve, "div": self.div_curve})
+        # Under the plots, not in the top row: that row must fit a 1280-pixel screen.
+        kept_row = QHBoxLayout()
+        kept_row.addWidget(self.kept.hint, 1)
+        kept_row.addWidget(self.kept.keep_button)
+        kept_row.addWidget(self.kept.clear_button)
+        plots_layout.addLayout(kept_row)
         self.table = read_only_table(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents)
@@ -221,6 +238,8 @@ class SweepView(JobView):
         self.parameter.currentIndexChanged.connect(self._parameter_changed)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
+        self.kept.keep_button.clicked.connect(self.keep)
+        self.kept.clear_button.clicked.connect(self.clear_kept)
         self._track_changed()
 
     # -- choices ----------------------------------------------------------------------------
@@ -293,6 +312,7 @@ class SweepView(JobView):
         r = ctx.request
 
         def job(session: Any, cancel: Any, progress: Any) -> Sweep:
+            progress(swept_model(r.target))  # before any point: their notes depend on it
             sweep = Sweep(parameter, track)
             for point in iter_sweep(session, r.target, r.draft, r.prompt, s, parameter,
                                     values, lambda *a: progress(a), cancel, sweep, repeats):
@@ -300,6 +320,7 @@ class SweepView(JobView):
             mark_best(sweep)
             return sweep
 
+        self.kept.begin(parameter, track, r.target)  # before the reset redraws the axis
         self._reset(parameter)
         return self._begin(job, "loading the model…", (len(values) + 1) * repeats)
 
@@ -308,6 +329,7 @@ class SweepView(JobView):
         self.cancel_button.setEnabled(running)
         for w in (self.track, self.parameter, self.values, self.repeats):
             w.setEnabled(not running)
+        self.kept.enable(running, bool(self.points))
         super()._set_running(running)
 
     def _reset(self, parameter: str) -> None:
@@ -316,7 +338,7 @@ class SweepView(JobView):
         self.best_label.setText("")
         self.base_line.hide()
         self.best_marker.setData([], [])
-        for plot in (self.tps, self.acc, self.div):
+        for plot in (self.tps, self.speed, self.acc, self.div):
             plot.setLabel("bottom", parameter_label(parameter))
         self.div.setVisible(parameter == "experts")
         self._integer = is_integer(parameter)
@@ -326,7 +348,11 @@ class SweepView(JobView):
         self._show_body()
 
     def _progress(self, x: object) -> None:
-        if isinstance(x, SweepPoint):
+        if isinstance(x, SweptModel):
+            self.kept.set_model(x)
+            for r, p in enumerate(self.points):  # none yet: the job reads the file first
+                self._set_row(r, p)
+        elif isinstance(x, SweepPoint):
             if x in self.points:  # a later repeat of a value: its row follows
                 self._set_row(self.points.index(x), x)
             else:
@@ -341,13 +367,15 @@ class SweepView(JobView):
 
     def _redraw(self) -> None:
         xs = np.asarray([float(p.value) for p in self.points])
-        ticks = None  # whole values only, at most about 16 labels
-        if self._integer and self.points:
-            step = max(1, len(self.points) // 16)
-            ticks = [[(v, f"{v:g}") for v in sorted(set(xs.tolist()))[::step]]]
-        for plot in (self.tps, self.acc, self.div):
+        ticks = None  # whole values only (the kept curves' too), at most about 16 labels
+        shown = sorted({*xs.tolist(), *(v for k in self.kept.shown() for v in k.values)})
+        if self._integer and shown:
+            ticks = [[(v, f"{v:g}") for v in shown[::max(1, len(shown) // 16)]]]
+        for plot in (self.tps, self.speed, self.acc, self.div):
             plot.getAxis("bottom").setTicks(ticks)
         self.tps_curve.setData(xs, np.asarray([p.tokens_per_second for p in self.points]))
+        self.speed_curve.setData(xs, np.asarray(
+            [np.nan if p.speedup is None else p.speedup for p in self.points]))
         acc = [(float(p.value), p.acceptance_rate) for p in self.points
                if p.acceptance_rate is not None]
         self.acc_curve.setData(np.asarray([a for a, _ in acc]), np.asarray([b for _, b in acc]))
@@ -372,12 +400,31 @@ class SweepView(JobView):
                  "— drafted nothing" if idle else fmt_rate(p.acceptance_rate),
                  f"{p.divergence:.2f}",
                  "✓" if p.same_as_baseline else f"{100 * p.agreement:.0f} % prefix",
-                 f"drafted nothing: {idle}" if idle else "")
+                 "; ".join(self._notes(p)))
         for c, text in enumerate(cells):
             item = number_item(text)
             if idle and c in (3, NOTE):
                 item.setToolTip(f"drafted nothing: {idle}")
+            if c == DIVERGENCE and self.kept.random_experts:
+                item.setToolTip(RANDOM_NOTE)
             self.table.setItem(r, c, item)
+
+    def _notes(self, p: SweepPoint) -> list[str]:
+        idle = p.drafted_nothing
+        return ([f"drafted nothing: {idle}"] if idle else []) + (
+            [RANDOM_NOTE] if self.kept.random_experts else [])
+
+    def keep(self) -> bool:
+        """Keep the live sweep's curves to draw beside later sweeps of its setting."""
+        if self.active or not self.kept.keep(self.points):
+            return False
+        self._redraw()  # the axis ticks count the kept values
+        return True
+
+    def clear_kept(self) -> None:
+        self.kept.clear()
+        self.kept.enable(self.active, bool(self.points))  # the live sweep can be kept again
+        self._redraw()
 
     def _finished(self, sweep: Sweep) -> None:
         self.sweep = sweep

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from app.core.errors import DecodeLabError
+from app.core.gguf_info import RANDOM_WEIGHTS_KEY
 from app.core.models.catalog import SyntheticMoE
 
 GENERATOR = "decodelab-synthetic-moe-1"
@@ -141,7 +142,7 @@ def write_synthetic_moe(path: Path, tokenizer_source: Path, recipe: SyntheticMoE
         writer.add_description("RANDOM WEIGHTS: for speed measurements only, its text is "
                                "meaningless (the tokenizer is borrowed from a real model)")
         writer.add_file_type(1)  # LLAMA_FTYPE_MOSTLY_F16
-        writer.add_string("decodelab.synthetic.generator", GENERATOR)
+        writer.add_string(RANDOM_WEIGHTS_KEY, GENERATOR)
         writer.add_uint32("decodelab.synthetic.seed", recipe.seed)
         for key, value, kind in _hparams(recipe, n_vocab):
             writer.add_key_value(f"llama.{key}", value, kinds[kind])
