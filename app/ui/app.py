@@ -126,7 +126,8 @@ class ScriptedSession(QObject):
         window.run_ended.connect(self._run_ended)
         window.runs.run_failed.connect(self._failed)
         lab = window.lab
-        for runner in (lab.compare.runner, lab.sweep.runner, lab.pay.runner):
+        for runner in (lab.compare.runner, lab.sweep.runner, lab.pay.runner,
+                       lab.pay.experts.runner):
             runner.failed.connect(self._failed)
             runner.ended.connect(self._next_step)
 
@@ -241,7 +242,9 @@ class ScriptedSession(QObject):
         elif step == "pay":
             if a.track:  # --track draft measures the draft model, lookup prompt lookup
                 lab.pay.follow(a.track)
-            ok = lab.pay.measure()
+                lab.pay.set_track(a.track)
+            # a track that only reduces experts has no K: its expert counts are measured
+            ok = lab.pay.run_main_action()
         else:
             ok = self.window.start_run()
         if not ok:

@@ -238,6 +238,7 @@ class MainWindow(QMainWindow):
         self.lab.error.connect(self.show_error)
         # The chat's track follows the track panel, and the other way round.
         self.tracks.track_changed.connect(self.chat.set_track)
+        self.tracks.track_changed.connect(self.lab.pay.set_track)
         self.chat.track.currentIndexChanged.connect(
             lambda _i: self.tracks.select(self.chat.selected_track().id))
         self.tracks.settings.changed.connect(self.chat.update_enabled)

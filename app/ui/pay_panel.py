@@ -13,6 +13,9 @@ draft lengths it really found in the last run that used it.
 The recommendation follows the one verdict's rules (``app.core.verdict``): none when the best
 K predicts within noise of the baseline, and the Ks within noise of the recommended one are
 named with it. A last run that drafted nothing says so and why.
+
+A track that reduces experts (Track 2) shows ``PayExperts`` (app/ui/pay_experts.py) in
+place of the K prediction, or below it when the track also speculates (``moe+lookup``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -49,6 +53,7 @@ from app.core.verdict import SINGLE_RUN_MARGIN, format_speedup, idle_reason
 from app.ui.jobs import (
     ContextProvider,
     JobView,
+    RunContext,
     fmt_speedup,
     hint,
     number_item,
@@ -56,6 +61,7 @@ from app.ui.jobs import (
     splitter,
 )
 from app.ui.lane import Lane
+from app.ui.pay_experts import PayExperts
 from app.ui.plots import BLUE, GREY, LEGEND_BRUSH, _plot
 from app.ui.state import WorkbenchState
 
@@ -98,11 +104,16 @@ class PayPanel(JobView):
         self.measured_for: tuple[str, str | None, str] | None = None
         self.last_run: tuple[RunResult, float | None] | None = None
         self.last_speedups: list[float] = []  # the last run's paired speedups (repeats)
+        self.experts = PayExperts(lane, state, context)
+        self.experts.error.connect(self.error)  # one error path for the tab
         self._build()
         self.show_availability()
 
     def _build(self) -> None:
         layout = self._frame()
+        self.k_part = QWidget()  # the K prediction: hidden for a track that only reduces experts
+        k_layout = QVBoxLayout(self.k_part)
+        k_layout.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
         self.source = QComboBox()
         # The cheapest to try first (priority): the registry's order within a track.
@@ -127,8 +138,8 @@ class PayPanel(JobView):
         row.addWidget(self.use_observed)
         row.addStretch(1)
         row.addWidget(self.measure_button)
-        layout.addLayout(row)
-        layout.addLayout(self._status_row())  # the progress bar stays hidden: no steps
+        k_layout.addLayout(row)
+        k_layout.addLayout(self._status_row())  # the progress bar stays hidden: no steps
 
         self.recommendation = QLabel("")
         self.recommendation.setObjectName("Verdict")
@@ -162,7 +173,10 @@ class PayPanel(JobView):
             top_layout.addWidget(label_widget)
         top_layout.addWidget(self.table, 1)
         self.split = splitter(Qt.Orientation.Horizontal, top, self.plot, [640, 620])
-        self._place_body(layout, self.split, EMPTY)
+        self._place_body(k_layout, self.split, EMPTY)
+        self.parts = splitter(Qt.Orientation.Vertical, self.k_part, self.experts, [500, 500])
+        layout.addWidget(self.parts, 1)
+        self.experts.hide()
 
         self.measure_button.clicked.connect(self.measure)
         self.alpha.valueChanged.connect(self._alpha_edited)
@@ -199,9 +213,25 @@ class PayPanel(JobView):
         self.source.setCurrentIndex(index)
         return True
 
+    def set_track(self, track_id: str) -> None:
+        """Show what ``track_id`` needs predicted: the K prediction if it speculates (or does
+        nothing else), the expert measurement if it reduces experts."""
+        t = find_track(track_id)
+        moe = t is not None and t.moe
+        self.experts.setVisible(moe)
+        self.k_part.setVisible(not moe or t is None or t.speculates)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        ctx = self.context_of()  # the Run tab's track, which changes while this tab is hidden
+        if isinstance(ctx, RunContext):
+            self.set_track(ctx.request.settings.track)
+
     # -- measuring ---------------------------------------------------------------------------
     def run_main_action(self) -> bool:
-        """What Ctrl+Enter does on this tab: measure."""
+        """What Ctrl+Enter does on this tab: measure (the experts if there is no K)."""
+        if self.k_part.isHidden():
+            return self.experts.measure()
         return self.measure()
 
     def measure(self) -> bool:
