@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,15 +42,12 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QMenu,
     QPushButton,
     QScrollArea,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -67,7 +63,9 @@ from app.core.chat.store import (
 from app.core.events import RunResult, RunSettings
 from app.core.labels import track_label
 from app.core.tracks import Track, find_track, working
+from app.ui.chat_banner import ChatBanner
 from app.ui.chat_blocks import CHAT_STYLE, AnswerBlock, MessageBox, UserBlock
+from app.ui.chat_files import ConversationMenus
 from app.ui.lane import Lane
 from app.ui.resources import read_text
 from app.ui.run_controller import DRAIN_MS  # the Run tab's text rate: the window's cost stays small
@@ -81,11 +79,6 @@ if TYPE_CHECKING:  # the runner loads the engine: on the first turn, not with th
 log = logging.getLogger("app.ui.chat")
 
 JOB = "chat"  # what holds the engine in the workbench state while a turn runs
-SAMPLE_CONVERSATIONS = (
-    ("Code edit (four turns that edit one module: copying pays)", "code_edit.txt"),
-    ("Document Q&A (questions about a note)", "document_qa.txt"),
-    ("Plain chat (planning a trip)", "plain_chat.txt"),
-)
 class ChatView(QWidget):
     """The Chat tab (see the module docstring for what the constructor takes)."""
 
@@ -133,14 +126,8 @@ class ChatView(QWidget):
                                       "text)")
         self.show_rejected.toggled.connect(self._apply_show_rejected)
         top.addWidget(self.show_rejected)
-        self.samples_button = self._menu_button("Samples", "Load a sample conversation: its "
-                                                "user turns come into the message box one by "
-                                                "one", self._fill_samples)
-        self.open_button = self._menu_button("Open", "Reopen a saved conversation, or import "
-                                             "one exported as JSON", self._fill_open)
-        self.export_button = self._menu_button("Export", "Write this conversation as JSON "
-                                               "(re-importable) or Markdown", self._fill_export)
-        for b in (self.samples_button, self.open_button, self.export_button):
+        self.files = ConversationMenus(self)
+        for b in self.files.buttons:
             top.addWidget(b)
         self.new_button = QPushButton("New chat")
         self.new_button.clicked.connect(self.new_chat)
@@ -185,22 +172,10 @@ class ChatView(QWidget):
         self.pane.setWidget(inner)
         lay.addWidget(self.pane, 1)
 
-        self.banner = QFrame()
-        self.banner.setObjectName("Banner")
-        self.banner.setProperty("level", "refused")
-        banner = QHBoxLayout(self.banner)
-        self.banner_text = QLabel("")
-        self.banner_text.setWordWrap(True)
-        banner.addWidget(self.banner_text, 1)
-        self.trim_button = QPushButton("Continue from a trimmed history")
-        self.trim_button.clicked.connect(self.continue_trimmed)
-        self.answer_button = QPushButton("Answer it")
-        self.answer_button.clicked.connect(self.start_turn)
-        self.banner_new = QPushButton("New chat")
-        self.banner_new.clicked.connect(self.new_chat)
-        for w in (self.trim_button, self.answer_button, self.banner_new):
-            banner.addWidget(w)
-        self.banner.hide()
+        self.banner = ChatBanner()
+        self.banner.trim_button.clicked.connect(self.continue_trimmed)
+        self.banner.answer_button.clicked.connect(self.start_turn)
+        self.banner.new_button.clicked.connect(self.new_chat)
         lay.addWidget(self.banner)
 
         row = QHBoxLayout()
@@ -229,16 +204,6 @@ class ChatView(QWidget):
         esc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         esc.activated.connect(self.stop)
         self._system_changed()
-
-    def _menu_button(self, text: str, tip: str, fill: Callable[[QMenu], None]) -> QToolButton:
-        b = QToolButton()
-        b.setText(text)
-        b.setToolTip(tip)
-        b.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        menu = QMenu(b)
-        menu.aboutToShow.connect(lambda: fill(menu))
-        b.setMenu(menu)
-        return b
 
     # -- what a turn needs ----------------------------------------------------------------
     @property
@@ -309,8 +274,8 @@ class ChatView(QWidget):
         self.stop_button.setEnabled(self.running)
         self.track.setEnabled(not self.running)
         self.new_button.setEnabled(not self.running)
-        self.open_button.setEnabled(not self.running)
-        self.answer_button.setEnabled(not self.running and why is None)
+        self.files.open_button.setEnabled(not self.running)
+        self.banner.answer_button.setEnabled(not self.running and why is None)
         for block in self.blocks:
             if isinstance(block, UserBlock):
                 block.edit_button.setEnabled(not self.running and block.index >= self.conv.start)
@@ -550,15 +515,7 @@ class ChatView(QWidget):
     # -- context full ---------------------------------------------------------------------
     def _show_full(self, full: ConversationFull) -> None:
         self.full = full
-        self.banner_text.setText(f"Context full: this turn needs {full.needed} tokens with "
-                                 f"room for the answer; the context holds {full.n_ctx}.")
-        self.trim_button.setVisible(full.fits_turn is not None)
-        if full.fits_turn is not None:
-            self.trim_button.setText(f"Continue from turn {full.fits_turn}")
-            self.trim_button.setToolTip("The turns before it stay here, greyed, but leave the "
-                                        "model's context; the rest is evaluated again")
-        self.answer_button.hide()
-        self.banner.show()
+        self.banner.show_full(full)
 
     def continue_trimmed(self) -> bool:
         if self.full is None or self.running:
@@ -574,11 +531,7 @@ class ChatView(QWidget):
     def _waiting_banner(self) -> None:
         """A reopened conversation whose last message has no answer (the app stopped)."""
         if self.conv.waiting and not self.running and self.full is None:
-            self.banner_text.setText("This conversation stopped before its last message was "
-                                     "answered.")
-            self.trim_button.hide()
-            self.answer_button.show()
-            self.banner.show()
+            self.banner.show_waiting()
         elif self.full is None:
             self.banner.hide()
 
@@ -625,54 +578,3 @@ class ChatView(QWidget):
         conv = import_json(Path(path).read_text(encoding="utf-8"), self.store)
         self.open_conversation(conv)
         return conv
-
-    def _fill_samples(self, menu: QMenu) -> None:
-        menu.clear()
-        for title, file in SAMPLE_CONVERSATIONS:
-            menu.addAction(title).triggered.connect(lambda _c=False, f=file: self.load_sample(f))
-
-    def _fill_open(self, menu: QMenu) -> None:
-        menu.clear()
-        listed = self.store.list()[:30]
-        for s in listed:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.updated))
-            tracks = ", ".join(track_label(t) for t in s.tracks) or "no answer"
-            waiting = " · waiting" if s.waiting else ""
-            act = menu.addAction(f"{s.title or s.id} — {s.turns} turns · {when}{waiting}")
-            act.setToolTip(f"{s.id}\n{tracks}")
-            act.triggered.connect(lambda _c=False, i=s.id: self._open_id(i))
-        if not listed:
-            menu.addAction("No saved conversations").setEnabled(False)
-        menu.addSeparator()
-        menu.addAction("Import JSON…").triggered.connect(self._import_dialog)
-
-    def _open_id(self, conv_id: str) -> None:
-        try:
-            self.open_conversation(self.store.load(conv_id))
-        except Exception as exc:  # a damaged file: said, not raised into Qt
-            self.status.setText(f"Could not open it: {exc}")
-
-    def _import_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a conversation", "",
-                                              "Conversation (*.json)")
-        if path:
-            try:
-                self.import_from(path)
-            except Exception as exc:
-                self.status.setText(f"Could not import it: {exc}")
-
-    def _fill_export(self, menu: QMenu) -> None:
-        menu.clear()
-        for label, suffix in (("JSON (re-importable)…", ".json"), ("Markdown…", ".md")):
-            act = menu.addAction(label)
-            act.setEnabled(bool(self.conv.messages))
-            act.triggered.connect(lambda _c=False, s=suffix: self._export_dialog(s))
-
-    def _export_dialog(self, suffix: str) -> None:
-        name = (self.conv.title or "conversation")[:40].replace("/", "-") + suffix
-        path, _ = QFileDialog.getSaveFileName(self, "Export the conversation", name)
-        if path:
-            try:
-                self.export_to(path)
-            except OSError as exc:
-                self.status.setText(f"Not written: {exc}")

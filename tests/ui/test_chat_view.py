@@ -139,10 +139,11 @@ def test_context_full_offers_a_trimmed_history(
     long = "Tell me about the weather in the mountains and in the valleys. " * 8
     type_and_send(qtbot, view, long)
     assert type_and_send(qtbot, view, long) is None
-    assert view.banner.isVisible() and "Context full" in view.banner_text.text()
-    assert view.trim_button.isVisible() and view.trim_button.text() == "Continue from turn 2"
+    assert view.banner.isVisible() and "Context full" in view.banner.text.text()
+    trim = view.banner.trim_button
+    assert trim.isVisible() and trim.text() == "Continue from turn 2"
     assert view.conv.waiting and len(view.conv.messages) == 3  # nothing dropped
-    result = answer(qtbot, view, view.trim_button.click)
+    result = answer(qtbot, view, view.banner.trim_button.click)
     assert result is not None and not view.banner.isVisible()
     assert view.conv.start == 2 and not view.blocks[0].isEnabled()
     assert view.blocks[2].isEnabled() and view.boundary.isVisible()
@@ -183,8 +184,8 @@ def test_reopened_conversation_answers_its_waiting_message_and_samples_queue(
     view.new_chat()
     assert not view.blocks
     view.open_conversation(view.store.load(conv.id))
-    assert view.banner.isVisible() and view.answer_button.isVisible()
-    result = answer(qtbot, view, view.answer_button.click)
+    assert view.banner.isVisible() and view.banner.answer_button.isVisible()
+    result = answer(qtbot, view, view.banner.answer_button.click)
     assert result is not None and not view.conv.waiting and len(view.blocks) == 4
     export = tmp_path / "chat.md"
     view.export_to(export)
