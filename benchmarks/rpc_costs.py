@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import queue
 import socket
 import subprocess
@@ -171,7 +172,8 @@ def main() -> int:
     print(f"# {machine_summary()}")
     print(f"# target {args.target}, draft {args.draft}, prompt {args.prompt}, "
           f"{args.max_tokens} tokens, {args.threads} threads (client and each worker), "
-          f"{args.repeats} repeats (medians), workers on loopback; the machine was shared")
+          f"{args.repeats} repeats (medians), workers on loopback; load average "
+          f"{os.getloadavg()[0]:.2f} at the start (2 cores)")
     passes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     try:
         for r in range(args.repeats):
@@ -237,6 +239,7 @@ def report(settings: list[Setting], passes: dict[str, list[dict[str, Any]]],
                   f"{(cost[9] + added) / (cost[1] + added):8.2f}"
                   f"{predicted(costs, alpha, 4, added):8.2f}"
                   f"{predicted(costs, alpha, 8, added):8.2f}{tag}")
+    print(f"# load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
