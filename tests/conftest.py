@@ -60,6 +60,15 @@ def _require(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pinned_model():  # type: ignore[no-untyped-def]
+    """`pinned_model(name)`: an installed catalog model's path, or skip the test.
+
+    A fixture rather than an import: `from conftest import` resolves to whichever
+    conftest.py pytest imported last (tests/ui has its own)."""
+    return _require
+
+
+@pytest.fixture(scope="session")
 def tiny_dir() -> Path:
     TINY_CACHE.mkdir(parents=True, exist_ok=True)
     return TINY_CACHE

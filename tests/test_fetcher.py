@@ -301,6 +301,7 @@ def test_catalog_pins_the_models_of_models_md() -> None:
         "qwen2.5-coder-1.5b-f16",
         "gemma3-270m",
         "synthetic-moe-8x",  # derived, random weights: for Track 2 speed only
+        "qwen2.5-coder-0.5b-moefied",  # derived from the 0.5B: real text, not a trained MoE
     ]
     qwen = catalog.get_entry("qwen2.5-coder-1.5b")
     assert len(qwen.parts) == 22

@@ -274,10 +274,8 @@ def test_the_catalog_recipe_splits_the_real_dense_model() -> None:
 
 
 @pytest.fixture(scope="module")
-def real_moefied() -> Path:
-    from conftest import _require
-
-    return _require("qwen2.5-coder-0.5b-moefied")
+def real_moefied(pinned_model: Any) -> Path:
+    return pinned_model("qwen2.5-coder-0.5b-moefied")  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("experts", [1, 4, 8, 12, 16])
@@ -295,10 +293,8 @@ def test_the_real_moefied_model_runs_track2(real_moefied: Path, experts: int) ->
 
 
 def test_the_real_moefied_model_with_all_experts_writes_the_dense_text(
-        real_moefied: Path) -> None:
-    from conftest import _require
-
-    dense_path = _require("qwen2.5-coder-0.5b")
+        real_moefied: Path, pinned_model: Any) -> None:
+    dense_path = pinned_model("qwen2.5-coder-0.5b")
     session = Session()
     prompt = "def fibonacci(n):\n    "
     try:
