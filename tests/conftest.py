@@ -30,6 +30,8 @@ _runtime = Path(_TMP_HOME) / "xdg-runtime"
 _runtime.mkdir(mode=0o700, exist_ok=True)
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime))
 
+from collections.abc import Callable  # noqa: E402
+
 import platformdirs  # noqa: E402
 import pytest  # noqa: E402
 
@@ -60,7 +62,7 @@ def _require(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pinned_model():  # type: ignore[no-untyped-def]
+def pinned_model() -> Callable[[str], Path]:
     """`pinned_model(name)`: an installed catalog model's path, or skip the test.
 
     A fixture rather than an import: `from conftest import` resolves to whichever

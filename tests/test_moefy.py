@@ -10,6 +10,7 @@ here, whose query and key rows the derivation must permute.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +275,8 @@ def test_the_catalog_recipe_splits_the_real_dense_model() -> None:
 
 
 @pytest.fixture(scope="module")
-def real_moefied(pinned_model: Any) -> Path:
-    return pinned_model("qwen2.5-coder-0.5b-moefied")  # type: ignore[no-any-return]
+def real_moefied(pinned_model: Callable[[str], Path]) -> Path:
+    return pinned_model("qwen2.5-coder-0.5b-moefied")
 
 
 @pytest.mark.parametrize("experts", [1, 4, 8, 12, 16])
@@ -293,7 +294,7 @@ def test_the_real_moefied_model_runs_track2(real_moefied: Path, experts: int) ->
 
 
 def test_the_real_moefied_model_with_all_experts_writes_the_dense_text(
-        real_moefied: Path, pinned_model: Any) -> None:
+        real_moefied: Path, pinned_model: Callable[[str], Path]) -> None:
     dense_path = pinned_model("qwen2.5-coder-0.5b")
     session = Session()
     prompt = "def fibonacci(n):\n    "
