@@ -21,7 +21,7 @@ import threading
 import time
 from typing import IO, Any
 
-from app.core import rpc
+from app.core import rpc, rpc_native
 from app.core.errors import DecodeLabError, RefusedError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -169,12 +169,12 @@ def _stop(_signum: int, _frame: object) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     endpoint = listen_endpoint(args.host, args.port, args.allow_remote)
-    rpc.require_rpc()
+    rpc_native.require_rpc()
     _check_free(endpoint)
     from app.core.llama_backend import physical_cores
 
     threads = args.threads or physical_cores()
-    devices = rpc.serving_devices()
+    devices = rpc_native.serving_devices()
     if not devices:
         raise DecodeLabError("llama.cpp finds no device to serve on this machine")
     cache = None
@@ -191,7 +191,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
               "on a private network you trust, or keep 127.0.0.1 and connect through an "
               "SSH tunnel.", file=sys.stderr, flush=True)
     output = _ServerOutput()
-    server = threading.Thread(target=rpc.start_server, name="rpc-server", daemon=True,
+    server = threading.Thread(target=rpc_native.start_server, name="rpc-server", daemon=True,
                               args=(str(endpoint), devices, threads, cache))
     server.start()
     code = EXIT_FAILED
@@ -238,7 +238,7 @@ def _await_listening(endpoint: rpc.Endpoint, server: threading.Thread,
 
 
 def _print_ready(output: _ServerOutput, endpoint: rpc.Endpoint, status: rpc.WorkerStatus,
-                 devices: list[rpc.Device], threads: int, mem: int | None,
+                 devices: list[rpc_native.Device], threads: int, mem: int | None,
                  cache: str | None) -> None:
     where = ("loopback: only programs on this machine can connect" if endpoint.is_loopback
              else "reachable from other machines")

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from test_rpc_workers import Worker, free_port
 
-from app.core import rpc
+from app.core import rpc, rpc_native
 from app.ui.workers_panel import WorkersPanel
 
-pytestmark = pytest.mark.skipif(not rpc.supports_rpc(), reason=rpc.NO_RPC)
+pytestmark = pytest.mark.skipif(not rpc_native.supports_rpc(), reason=rpc.NO_RPC)
 
 
 @pytest.fixture

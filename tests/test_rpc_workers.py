@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 import tiny_models
 
-from app.core import rpc
+from app.core import rpc, rpc_native
 from app.core.compare import NEAR_TIE, baseline_margin, first_difference
 from app.core.events import Event, RunSettings, TokenEvent
 from app.core.hosted_model import open_model
 from app.core.llama_backend import DecodeAborted, LoadOptions
 from app.core.session import Session
 
-pytestmark = pytest.mark.skipif(not rpc.supports_rpc(), reason=rpc.NO_RPC)
+pytestmark = pytest.mark.skipif(not rpc_native.supports_rpc(), reason=rpc.NO_RPC)
 
 PROMPT = "def fibonacci(n):"
 READY_WITHIN = 120.0  # a loaded machine starts Python and llama.cpp slowly

@@ -24,7 +24,7 @@ import llama_cpp
 import llama_cpp._internals as llama_internals
 import numpy as np
 
-from app.core import llama_log, rpc
+from app.core import llama_log, rpc, rpc_native
 from app.core.errors import DecodeLabError, ModelFileError, RefusedError
 from app.core.gguf_info import ModelInfo, inspect_model
 from app.core.llama_backend import (
@@ -71,7 +71,7 @@ class HostedModel(LoadedModel):
         self.path = str(path)
         self.info = info or inspect_model(path)
         self.options = options
-        rpc.require_rpc()
+        rpc_native.require_rpc()
         rpc.check_placement(options.devices, options.split, options.gpu_layers)
         if options.expert_used_count is not None:
             validate_expert_count(self.info, options.expert_used_count)
@@ -303,8 +303,8 @@ def _host(conn: Connection, path: str, options: LoadOptions, cancel: Any) -> Non
         with contextlib.suppress(Exception):
             conn.send(("lost", (message or b"").decode("utf-8", "replace").strip(), []))
 
-    keep = rpc.ABORT_CALLBACK(on_abort)
-    rpc.set_abort_callback(keep)
+    keep = rpc_native.ABORT_CALLBACK(on_abort)
+    rpc_native.set_abort_callback(keep)
     relay = _Relay()
     llama_log.logger.addHandler(relay)
     llama_log.logger.setLevel(logging.INFO)

@@ -26,7 +26,7 @@ import llama_cpp
 import llama_cpp._internals as llama_internals
 import numpy as np
 
-from app.core import llama_log, rpc
+from app.core import llama_log, rpc, rpc_native
 from app.core.errors import DecodeLabError, ModelFileError, RefusedError
 from app.core.gguf_info import ModelInfo, inspect_model
 from app.core.rpc import DevicePlacement
@@ -104,7 +104,7 @@ class LoadedModel:
         llama_log.install()
         # The workers' devices, NULL-terminated, for llama_model_params.devices: llama.cpp
         # keeps the pointer, so the array lives as long as the model.
-        workers = [d for ep in options.devices for d in rpc.add_server(ep)]
+        workers = [d for ep in options.devices for d in rpc_native.add_server(ep)]
         self._devices = (ctypes.c_void_p * (len(workers) + 1))(*[d.handle for d in workers])
         self.placement: list[DevicePlacement] = []
         try:
@@ -343,7 +343,8 @@ class _LoadLog(logging.Handler):
             llama_log.logger.setLevel(self._level)
 
 
-def _placement(lines: list[str], workers: list[rpc.Device], n_layers: int) -> list[DevicePlacement]:
+def _placement(lines: list[str], workers: list[rpc_native.Device],
+               n_layers: int) -> list[DevicePlacement]:
     """Where llama.cpp put each layer, read from its load log, with each device's memory."""
     device_of: dict[int, str] = {}
     weights: dict[str, float] = {}

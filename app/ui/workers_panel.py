@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core import rpc
+from app.core import rpc, rpc_native
 from app.core.errors import RefusedError
 
 ENDPOINT = Qt.ItemDataRole.UserRole
@@ -97,7 +97,7 @@ class WorkersPanel(QGroupBox):
         self.layers.valueChanged.connect(lambda _v: self.workers_changed.emit())
         self.list.itemSelectionChanged.connect(self._update_buttons)
         self._probed.connect(self._show_probe)
-        if not rpc.supports_rpc():
+        if not rpc_native.supports_rpc():
             self.message.setText(html.escape(rpc.NO_RPC))
             for w in (self.address, self.add_button, self.layers):
                 w.setEnabled(False)
@@ -160,7 +160,7 @@ class WorkersPanel(QGroupBox):
     def _update_buttons(self) -> None:
         has = self.list.count() > 0
         self.remove_button.setEnabled(bool(self.list.selectedItems()))
-        self.test_button.setEnabled(has and rpc.supports_rpc())
+        self.test_button.setEnabled(has and rpc_native.supports_rpc())
 
     # -- testing ----------------------------------------------------------------------------
     def test(self, endpoints: Sequence[str] | None = None) -> None:
