@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +307,11 @@ def empty_state(text: str) -> QLabel:
     label.setWordWrap(True)
     label.setAlignment(Qt.AlignmentFlag.AlignCenter)
     return label
+
+
+def when(unix: float) -> str:
+    """A saved item's time as History lists it (local time, to the minute)."""
+    return datetime.fromtimestamp(unix).strftime("%Y-%m-%d %H:%M")
 
 
 def fmt_rate(x: float | None) -> str:

@@ -35,8 +35,8 @@ from app.core.serialization import RunRecord, Shown
 from app.core.tracks import find_track
 from app.core.verdict import judge_run, speedups_of
 from app.ui.compare_view import CompareView
-from app.ui.history_panel import HistoryPanel, when
-from app.ui.jobs import RunContext
+from app.ui.history_panel import HistoryPanel
+from app.ui.jobs import RunContext, when
 from app.ui.lane import Lane
 from app.ui.pay_panel import PayPanel
 from app.ui.plots import LivePlots

@@ -44,15 +44,15 @@ def test_a_conversation_is_listed_in_history_and_reopens_in_chat(
     win.tracks.settings.threads.setValue(1)
     chat = win.chat
     history = win.lab.history
-    assert history.chat_empty.isVisibleTo(history) and not history.conversation_ids()
+    assert history.chats.chat_empty.isVisibleTo(history) and not history.chats.conversation_ids()
     send(qtbot, chat, "Write a function that adds two numbers.")
     assert chat.set_track("lookup")
     second = send(qtbot, chat, "Now rename it to total.")
     conv_id = chat.conv.id
-    assert history.conversation_ids() == [conv_id]  # listed as it goes, no refresh asked
+    assert history.chats.conversation_ids() == [conv_id]  # listed as it goes, no refresh asked
 
     # Its turns, each with the run that answered it.
-    top = history.chat_tree.topLevelItem(0)
+    top = history.chats.chat_tree.topLevelItem(0)
     assert top is not None and "2 turns" in top.text(1)
     top.setExpanded(True)
     assert top.childCount() == 2
@@ -64,22 +64,22 @@ def test_a_conversation_is_listed_in_history_and_reopens_in_chat(
     assert turn2.text(7) == f"{second.prefill_tokens} ({second.reused_tokens} reused)"
     # The filters apply: a track no answer used hides it.
     history.track_filter.setCurrentIndex(history.track_filter.findData("moe"))
-    assert history.conversation_ids() == []
+    assert history.chats.conversation_ids() == []
     history.track_filter.setCurrentIndex(0)
 
     # Another chat meanwhile, and another target: reopening brings both back.
     chat.new_chat()
     choose(qtbot, win, tiny_draft)
     win.lab.tabs.setCurrentWidget(history)
-    assert history.select_conversation(conv_id)
-    top = history.chat_tree.topLevelItem(0)
+    assert history.chats.select_conversation(conv_id)
+    top = history.chats.chat_tree.topLevelItem(0)
     assert top is not None
     top.setExpanded(True)
     first_turn = top.child(0)
     assert first_turn is not None
-    history.chat_tree.setCurrentItem(first_turn)
-    assert history.selected_conversation() == conv_id  # a turn's row stands for it
-    history.chat_open_button.click()
+    history.chats.chat_tree.setCurrentItem(first_turn)
+    assert history.chats.selected_conversation() == conv_id  # a turn's row stands for it
+    history.chats.chat_open_button.click()
     assert win.lab.tabs.currentWidget() is win.chat_page
     assert chat.conv.id == conv_id and len(chat.conv.messages) == 4
     qtbot.waitUntil(lambda: win.state.target_info is not None and not win.lane.busy,
@@ -92,9 +92,9 @@ def test_a_conversation_is_listed_in_history_and_reopens_in_chat(
     third = send(qtbot, chat, "Add a docstring.")
     assert third is not None and chat.conv.turns == 3
     assert win.chat.store.load(conv_id).turns == 3
-    assert history.conversation_ids()[0] == conv_id
+    assert history.chats.conversation_ids()[0] == conv_id
 
     # Deleting it from History (asked first).
-    history.ask = lambda _q: True
-    assert history.delete_conversation(conv_id)
-    assert conv_id not in history.conversation_ids()
+    history.ask = lambda _q: True  # the panel's, which its conversations ask too
+    assert history.chats.delete_conversation(conv_id)
+    assert conv_id not in history.chats.conversation_ids()
