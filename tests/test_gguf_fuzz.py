@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.core.gguf_info import ModelInfo
-from benchmarks.fuzz_gguf import (
+from benchmarks.gguf_mutations import (
     KINDS,
     Mutation,
     Seed,

@@ -16,7 +16,7 @@ from gguf import GGUFWriter
 
 from app.core.errors import ModelFileError
 from app.core.gguf_info import inspect_model
-from benchmarks.fuzz_gguf import load_seed, peak_growth, write_case
+from benchmarks.gguf_mutations import load_seed, peak_growth, write_case
 
 ROOT = Path(__file__).resolve().parents[1]
 INF = float("inf")
