@@ -3,14 +3,22 @@
 For every prompt (the shared prompts of ../shared/prompts and benchmarks/prompts/*.txt:
 a refactor, an extraction, a translation of code, a long summary), each repeat runs, one
 after the other: the baseline, then per track (Track 1 ``draft``, Track 8 ``lookup``)
-adaptive drafting at each K of --adaptive-ks and fixed drafting at each K of --ks. Speedups
-are paired (against the baseline of the same repeat). The table gives per configuration the
-median, lowest and highest speedup and the spread ((highest - lowest) / median), and judges
-each adaptive configuration against the best fixed K's median of its track:
+adaptive drafting at each K of --adaptive-ks and fixed drafting at each K of --ks, then the
+baseline again. Speedups are paired: over the mean of the repeat's two baselines (one
+baseline per repeat made the baseline the noisiest figure of all: here its tokens/s varied
+by 8-9 % between repeats, the drafting runs' by 3-6 %, and every speedup of a repeat moved
+with it; two, before and after, halve that and cancel a steady drift). The table gives per
+configuration the median, lowest and highest speedup and the spread ((highest - lowest) /
+median), and judges each adaptive configuration against the best fixed K's median of its
+track:
 
 - worst: its worst run >= 0.9 x the best fixed K's median;
 - median: its median >= the best fixed K's median;
 - floor: where the best fixed K pays >= 1.2x, no run below baseline (worst >= 1.0).
+
+The same judgement is also made on tokens/s alone (columns "tok/s"), which no baseline
+timing moves: it tells what adaptive drafting did from what the baseline's noise did.
+``--rejudge FILE`` prints both from the runs of an earlier --json file without measuring.
 
 By default each repeat starts a new session, as separate ``decodelab compare`` commands do
 (costs and what the sources learned start empty); --keep-session keeps one session for the
@@ -69,6 +77,7 @@ def prompts(names: str | None) -> dict[str, str]:
 
 
 def judge(runs: dict[Config, list[float]], track: str) -> list[tuple[Config, dict[str, Any]]]:
+    # ``runs``: per configuration the figure judged (speedups, or tokens/s: the same rules)
     """Each adaptive configuration of ``track`` against the best fixed K's median."""
     fixed = [spread(v)["median"] for c, v in runs.items()
              if c.track == track and not c.adaptive and v]
@@ -106,6 +115,13 @@ def main() -> int:
     ap.add_argument("--keep-session", action="store_true",
                     help="one session for everything (the window's case)")
     ap.add_argument("--json", help="write every run's figures and the verdicts to this file")
+    ap.add_argument("--rejudge", metavar="FILE",
+                    help="judge the runs of an earlier --json file again; measure nothing")
+    if "--rejudge" in sys.argv:  # the model arguments are not needed then
+        args, _ = ap.parse_known_args([a for a in sys.argv[1:]
+                                       if a not in ("--target", "--draft")] + ["--target", "-",
+                                                                              "--draft", "-"])
+        return rejudge(Path(args.rejudge))
     args = ap.parse_args()
 
     target = str(resolve_model(args.target))
@@ -120,7 +136,6 @@ def main() -> int:
           f"{args.max_tokens} tokens, {args.threads} threads, chat, greedy, "
           f"{'one session' if args.keep_session else 'a new session per repeat'}")
     warm_page_cache(target, draft)
-    speedups: dict[str, dict[Config, list[float]]] = defaultdict(lambda: defaultdict(list))
     records: list[dict[str, Any]] = []
     session = Session()
     try:
@@ -130,59 +145,103 @@ def main() -> int:
                     session.close()
                     session = Session()
                 b = session.run(target, None, text, replace(base, track="baseline"))
-                for c in configs:
-                    s = replace(base, track=c.track, adaptive=c.adaptive, draft_max=c.k)
-                    r = session.run(target, draft, text, s)
-                    sp = r.tokens_per_second / b.tokens_per_second if b.tokens_per_second else 0
-                    speedups[name][c].append(sp)
-                    records.append(_record(name, rep, c, r, b, sp))
+                done = [(c, session.run(target, draft, text, replace(
+                    base, track=c.track, adaptive=c.adaptive, draft_max=c.k)))
+                    for c in configs]
+                after = session.run(target, None, text, replace(base, track="baseline"))
+                base_tps = (b.tokens_per_second + after.tokens_per_second) / 2
+                for c, r in done:
+                    sp = r.tokens_per_second / base_tps if base_tps else 0.0
+                    records.append(_record(name, rep, c, r, b, after, sp))
                     print(f"  {name:<14} {rep + 1:>2} {c.name:<22} {sp:5.2f}x drafted "
                           f"{r.n_drafted:>4} acc {r.acceptance_rate or 0:.2f}"
                           + "".join(f"\n      note: {n}" for n in r.notes),
                           file=sys.stderr, flush=True)
     finally:
         session.close()
-    verdicts = report(speedups, tracks)
+    verdicts = report(records, tracks)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"runs": records, "verdicts": verdicts}, fh, indent=1)
     return 0
 
 
-def _record(name: str, rep: int, c: Config, r: RunResult, b: RunResult,
+def _record(name: str, rep: int, c: Config, r: RunResult, b: RunResult, after: RunResult,
             sp: float) -> dict[str, Any]:
-    return {"prompt": name, "repeat": rep, "config": c.name, "speedup": sp,
+    return {"prompt": name, "repeat": rep, "config": c.name, "track": c.track,
+            "adaptive": c.adaptive, "k": c.k, "speedup": sp,
             "tokens_per_second": r.tokens_per_second,
-            "baseline_tokens_per_second": b.tokens_per_second, "n_drafted": r.n_drafted,
+            "baseline_tokens_per_second": b.tokens_per_second,
+            "baseline_after_tokens_per_second": after.tokens_per_second,
+            "n_drafted": r.n_drafted,
             "n_accepted": r.n_accepted, "n_rounds": r.n_rounds,
             "same_text_as_baseline": r.token_ids == b.token_ids, "notes": r.notes}
 
 
-def report(speedups: dict[str, dict[Config, list[float]]],
-           tracks: list[str]) -> list[dict[str, Any]]:
-    """Print the table and the verdicts; return the verdicts."""
+def _config(rec: dict[str, Any]) -> Config:
+    if "track" in rec:
+        return Config(rec["track"], rec["adaptive"], rec["k"])
+    track, mode, k = rec["config"].split()  # files written before these keys
+    return Config(track, mode == "adaptive", int(k.removeprefix("K=")))
+
+
+def _missed(v: dict[str, Any]) -> list[str]:
+    return [k[:-3] for k in ("worst_ok", "median_ok", "floor_ok") if v[k] is False]
+
+
+def report(records: list[dict[str, Any]], tracks: list[str]) -> list[dict[str, Any]]:
+    """Print the table and the verdicts (on speedups and on tokens/s); return the verdicts."""
+    speedups: dict[str, dict[Config, list[float]]] = defaultdict(lambda: defaultdict(list))
+    rates: dict[str, dict[Config, list[float]]] = defaultdict(lambda: defaultdict(list))
+    bases: dict[str, list[float]] = defaultdict(list)
+    for rec in records:
+        speedups[rec["prompt"]][_config(rec)].append(rec["speedup"])
+        rates[rec["prompt"]][_config(rec)].append(rec["tokens_per_second"])
+    for rec in records:  # each repeat's baselines once
+        if rec["config"] == records[0]["config"]:
+            bases[rec["prompt"]] += [rec["baseline_tokens_per_second"]] + (
+                [rec["baseline_after_tokens_per_second"]]
+                if "baseline_after_tokens_per_second" in rec else [])
     print(f"{'prompt':<15}{'configuration':<24}{'median':>7}{'min':>7}{'max':>7}{'spread':>8}"
+          f"{'worst/best':>11}{'med/best':>9}  verdict{'':<20}{'tok/s':>7}{'spread':>7}"
           f"{'worst/best':>11}{'med/best':>9}  verdict")
     verdicts = []
     for name, runs in speedups.items():
         judged = {c: v for t in tracks for c, v in judge(runs, t)}
+        judged_tps = {c: v for t in tracks for c, v in judge(rates[name], t)}
         for c, values in runs.items():
-            s = spread(values)
+            s, t = spread(values), spread(rates[name][c])
             line = (f"{name:<15}{c.name:<24}{s['median']:7.2f}{s['min']:7.2f}{s['max']:7.2f}"
                     f"{s['spread'] or 0:8.2f}")
-            v = judged.get(c)
-            if v is not None:
-                ok = [k for k in ("worst_ok", "median_ok", "floor_ok") if v[k] is not None]
-                missed = [k[:-3] for k in ok if not v[k]]
+            v, w = judged.get(c), judged_tps.get(c)
+            if v is not None and w is not None:
+                verdict = "ok" if not _missed(v) else "FAILS " + ",".join(_missed(v))
+                verdict_tps = "ok" if not _missed(w) else "FAILS " + ",".join(_missed(w))
                 line += (f"{v['worst_vs_best_fixed']:11.2f}{v['median_vs_best_fixed']:9.2f}  "
-                         + ("ok" if not missed else "FAILS " + ",".join(missed)))
-                verdicts.append({"prompt": name, "config": c.name, **s, **v})
+                         f"{verdict:<27}{t['median']:7.2f}{t['spread'] or 0:7.2f}"
+                         f"{w['worst_vs_best_fixed']:11.2f}{w['median_vs_best_fixed']:9.2f}  "
+                         f"{verdict_tps}")
+                verdicts.append({"prompt": name, "config": c.name, **s, **v,
+                                 "tokens_per_second": {**t, **w}})
+            else:
+                line += f"{'':<56}{t['median']:7.2f}{t['spread'] or 0:7.2f}"
             print(line)
-    failed = [v for v in verdicts if not (v["worst_ok"] and v["median_ok"]
-                                          and v["floor_ok"] is not False)]
-    print(f"# adaptive configurations judged: {len(verdicts)}, failing: {len(failed)}"
-          + "".join(f"\n#   {v['prompt']} {v['config']}" for v in failed))
+        b = spread(bases[name])
+        print(f"{name:<15}{'baseline':<24}{'':<76}{b['median']:7.2f}{b['spread'] or 0:7.2f}")
+    for key, label in (("", "speedups"), ("tokens_per_second", "tokens/s")):
+        failed = [v for v in verdicts if _missed(v[key] if key else v)]
+        print(f"# on {label}: adaptive configurations judged: {len(verdicts)}, failing: "
+              f"{len(failed)}" + "".join(f"\n#   {v['prompt']} {v['config']}: "
+                                         + ",".join(_missed(v[key] if key else v))
+                                         for v in failed))
     return verdicts
+
+
+def rejudge(path: Path) -> int:
+    """The table and verdicts of an earlier run's --json file."""
+    records = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    report(records, sorted({_config(r).track for r in records}))
+    return 0
 
 
 if __name__ == "__main__":
