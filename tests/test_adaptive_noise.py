@@ -23,6 +23,7 @@ from given_costs import GivenCosts, give_costs
 
 from app.core.adaptive import (
     FLOOR_ACCEPTANCE,
+    HIGH_ACCEPTANCE,
     STEP_SAMPLES,
     TRUST,
     CostModel,
@@ -109,6 +110,23 @@ def test_floor_follows_recent_acceptance() -> None:
     rate = _recent(8, 4, 2).rate
     assert rate is not None and rate >= FLOOR_ACCEPTANCE
     assert floor_length(_recent(8, 4, 2), 4, costs) >= 1
+
+
+def test_high_acceptance_floors_at_the_whole_fixed_k() -> None:
+    """At 0.875 recent acceptance, chances taken as independent support a shorter draft than
+    8 where each batch token costs 0.3 steps; a draft model's floor is the user's K then."""
+    costs = GivenCosts(step=STEP, slope=0.3)
+    recent = _recent(8, 8, 7)  # 7 of 8 accepted, the 8th judged: 56 of 64 = 0.875
+    assert recent.rate == pytest.approx(0.875)
+    independent = floor_length(recent, 8, costs, 0.1 * STEP)
+    assert 0 < independent < 8
+    assert floor_length(recent, 8, costs, 0.1 * STEP, high=HIGH_ACCEPTANCE) == 8
+    # below the mark, the same as without it
+    middling = _recent(8, 8, 3)  # 3 of 4 judged: 0.75
+    assert floor_length(middling, 8, costs, 0.1 * STEP, high=HIGH_ACCEPTANCE) == \
+        floor_length(middling, 8, costs, 0.1 * STEP)
+    # and never a K that does not pay at that acceptance: each draft costs a whole step
+    assert floor_length(recent, 8, costs, 1.0 * STEP, high=HIGH_ACCEPTANCE) < 8
 
 
 # -- the draft model (tiny models, given costs and acceptance) ---------------------------------

@@ -291,14 +291,26 @@ class Recent:
 # this, over at least FLOOR_JUDGED drafts.
 FLOOR_ACCEPTANCE = 0.6
 FLOOR_JUDGED = 4
+# From this recent acceptance a draft model's floor is the whole fixed K. A draft model's
+# acceptances come in runs (it agrees through an easy span, then misses), so chances taken
+# as independent undervalue long drafts: on the F16 pair here, at 0.88 acceptance, they
+# planned about 5 drafts a round where fixed K=8 drafted 6.7 and gave 3 % more tokens/s
+# (benchmarks/stability.py, RESULTS session 7).
+HIGH_ACCEPTANCE = 0.8
 
 
 def floor_length(recent: Recent, limit: int, costs: CostModel, draft_cost: float = 0.0,
-                 min_length: int = 1) -> int:
+                 min_length: int = 1, high: float | None = None) -> int:
     """The shortest draft adaptive drafting plans while acceptance is high: the fixed K that
-    the recent acceptance supports on optimistic costs (0 while acceptance is not high)."""
+    the recent acceptance supports on optimistic costs (0 while acceptance is not high);
+    with ``high``, from that acceptance on the whole ``limit`` (the user's fixed K) as long
+    as drafting it pays at that acceptance at all."""
     rate = recent.rate
     if rate is None or recent.judged < FLOOR_JUDGED or rate < FLOOR_ACCEPTANCE or limit <= 0:
         return 0
-    return best_length([min(rate, MAX_CHANCE)] * limit, costs, draft_cost, min_length,
-                       optimistic=True)
+    chances = [min(rate, MAX_CHANCE)] * limit
+    if high is not None and rate >= high:
+        full = best_length(chances, costs, draft_cost, max(min_length, limit), optimistic=True)
+        if full:
+            return full
+    return best_length(chances, costs, draft_cost, min_length, optimistic=True)

@@ -5,7 +5,8 @@ costs (``app.core.adaptive``), and guards against deciding from noise or from th
 - what earlier runs learned about the pair weighs at most CARRIED judged drafts, and a run
   whose carried acceptance says "does not pay" probes in its first round anyway;
 - while this run's recent acceptance is high, it drafts at least the fixed K that
-  acceptance supports (``floor_length``), drafting those tokens by the fixed rule (p-min);
+  acceptance supports (``floor_length``), and from HIGH_ACCEPTANCE on the user's whole K,
+  drafting those tokens by the fixed rule (p-min);
 - a draft that the final cut keeps nothing of is followed by plain rounds (doubling) in
   which the draft model does not run at all;
 - when it decides not to draft, ``notes`` says why (the engine passes them on).
@@ -23,6 +24,7 @@ import time
 import numpy as np
 
 from app.core.adaptive import (
+    HIGH_ACCEPTANCE,
     MAX_CHANCE,
     STEP_SAMPLES,
     CostModel,
@@ -209,7 +211,8 @@ class DraftModel:
             # After plain steps the draft first catches up on them: that round pays for it.
             behind = len(history) - 1 - common
             catch_up = self.costs.catch_up(behind)
-            floor = floor_length(self.recent, limit, self.costs, draft, min_length)
+            floor = floor_length(self.recent, limit, self.costs, draft, min_length,
+                                 high=HIGH_ACCEPTANCE)
             # When even certain acceptance would not pay for the measured costs and the
             # probe's catch-up, no acceptance a probe could find changes that: do not probe
             # at all (on a Q4_K_M target here each probe's catch-up cost about 0.3 s, a tenth
