@@ -42,12 +42,10 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -66,6 +64,7 @@ from app.core.tracks import Track, find_track, working
 from app.ui.chat_banner import ChatBanner
 from app.ui.chat_blocks import CHAT_STYLE, AnswerBlock, MessageBox, UserBlock
 from app.ui.chat_files import ConversationMenus
+from app.ui.chat_transcript import ChatTranscript
 from app.ui.lane import Lane
 from app.ui.resources import read_text
 from app.ui.run_controller import DRAIN_MS  # the Run tab's text rate: the window's cost stays small
@@ -84,6 +83,7 @@ class ChatView(QWidget):
 
     turn_started = Signal()
     turn_ended = Signal(object)  # RunResult, or None when the turn failed
+    transcript: ChatTranscript  # made in _build, after the controls that refer to it
 
     def __init__(self, state: WorkbenchState, lane: Lane,
                  settings_for: Callable[[Track], RunSettings | str] | None = None,
@@ -92,7 +92,6 @@ class ChatView(QWidget):
         self.state, self.lane, self.settings_for = state, lane, settings_for
         self._store = store
         self.conv = Conversation()
-        self.blocks: list[UserBlock | AnswerBlock] = []
         self.buffer: EventBuffer | None = None
         self.cancel: threading.Event | None = None
         self.live: AnswerBlock | None = None
@@ -124,7 +123,7 @@ class ChatView(QWidget):
         self.show_rejected.setChecked(True)
         self.show_rejected.setToolTip("Mark where drafts were rejected (hover a marker: its "
                                       "text)")
-        self.show_rejected.toggled.connect(self._apply_show_rejected)
+        self.show_rejected.toggled.connect(lambda on: self.transcript.set_show_rejected(on))
         top.addWidget(self.show_rejected)
         self.files = ConversationMenus(self)
         for b in self.files.buttons:
@@ -151,26 +150,8 @@ class ChatView(QWidget):
         self.legend.setWordWrap(True)
         lay.addWidget(self.legend)
 
-        self.pane = QScrollArea()
-        self.pane.setWidgetResizable(True)
-        self.pane.setFrameShape(QFrame.Shape.StyledPanel)
-        inner = QWidget()
-        self.transcript = QVBoxLayout(inner)
-        self.transcript.setContentsMargins(4, 4, 4, 4)
-        self.transcript.setSpacing(6)
-        self.empty = QLabel("Type a message below and press Enter. Each answer shows which "
-                            "tokens came from drafts; the line under it what the track bought.")
-        self.empty.setObjectName("Hint")
-        self.empty.setWordWrap(True)
-        self.transcript.addWidget(self.empty)
-        self.boundary = QLabel("")
-        self.boundary.setObjectName("Hint")
-        self.boundary.setWordWrap(True)
-        self.boundary.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.boundary.hide()
-        self.transcript.addStretch(1)
-        self.pane.setWidget(inner)
-        lay.addWidget(self.pane, 1)
+        self.transcript = ChatTranscript(self.edit_and_resend, self.regenerate)
+        lay.addWidget(self.transcript, 1)
 
         self.banner = ChatBanner()
         self.banner.trim_button.clicked.connect(self.continue_trimmed)
@@ -285,25 +266,13 @@ class ChatView(QWidget):
                             else why)
 
     # -- the transcript -------------------------------------------------------------------
+    @property
+    def blocks(self) -> list[UserBlock | AnswerBlock]:
+        return self.transcript.blocks
+
     def rebuild(self) -> None:
         """Show ``conv`` from scratch (after opening, editing, a new chat)."""
-        for block in self.blocks:
-            self.transcript.removeWidget(block)
-            block.deleteLater()
-        self.blocks.clear()
-        self.boundary.hide()
-        for i, msg in enumerate(self.conv.messages):
-            if i == self.conv.start and i:
-                # Where the model's context starts now, and why (the conversation's note).
-                note = next((n for n in reversed(self.conv.notes) if "context" in n),
-                            "the turns above are no longer in the model's context")
-                self.boundary.setText(f"— {note} —")
-                self.transcript.insertWidget(self.transcript.count() - 1, self.boundary)
-                self.boundary.show()
-            self._add_block(i, msg)
-        self.empty.setVisible(not self.conv.messages)
-        self._mark_outside()
-        self._last_regen()
+        self.transcript.show_conversation(self.conv, self.show_rejected.isChecked())
         self.system.blockSignals(True)
         self.system.setText(self.conv.system if self.conv.system is not None else DEFAULT_SYSTEM)
         self.system.blockSignals(False)
@@ -312,44 +281,10 @@ class ChatView(QWidget):
         self.update_enabled()
 
     def _add_block(self, index: int, msg: Message) -> UserBlock | AnswerBlock:
-        block: UserBlock | AnswerBlock
-        if msg.role == "user":
-            block = UserBlock(self.edit_and_resend, index, msg, self.conv.turn_of(index))
-        else:
-            block = AnswerBlock(self.regenerate)
-            block.tokens.show_rejected.setChecked(self.show_rejected.isChecked())
-            if msg.run is not None:
-                block.tokens.append(msg.run.events)
-                block.show_result(self.conv, index, msg.run)
-            else:
-                block.tokens.add_note(msg.text)
-        self.transcript.insertWidget(self.transcript.count() - 1, block)
-        self.blocks.append(block)
-        self.empty.hide()
-        return block
-
-    def _mark_outside(self) -> None:
-        """Messages left out of the model's context (a trimmed history) are greyed."""
-        for i, block in enumerate(self.blocks):
-            outside = i < self.conv.start
-            block.setProperty("outside", outside)
-            block.setToolTip("No longer in the model's context (the context was full)"
-                             if outside else "")
-            block.setEnabled(not outside)
+        return self.transcript.add(self.conv, index, msg, self.show_rejected.isChecked())
 
     def _last_regen(self) -> None:
-        answers = [b for b in self.blocks if isinstance(b, AnswerBlock)]
-        for b in answers:
-            b.regen_button.setVisible(b is answers[-1] and not self.conv.waiting)
-
-    def _apply_show_rejected(self, on: bool) -> None:
-        for block in self.blocks:
-            if isinstance(block, AnswerBlock):
-                block.tokens.show_rejected.setChecked(on)
-
-    def _scroll_to_end(self) -> None:
-        bar = self.pane.verticalScrollBar()
-        QTimer.singleShot(0, lambda: bar.setValue(bar.maximum()))
+        self.transcript.show_regenerate(self.conv.waiting)
 
     def _system_changed(self) -> None:
         text = self.system.text()
@@ -382,9 +317,7 @@ class ChatView(QWidget):
         if self.running or not self.conv.messages or self.conv.messages[-1].role != "assistant":
             return False
         self.conv.regenerate()
-        block = self.blocks.pop()
-        self.transcript.removeWidget(block)
-        block.deleteLater()
+        self.transcript.remove(self.blocks[-1])
         return self.start_turn()
 
     def edit_and_resend(self, index: int, text: str) -> bool:
@@ -438,7 +371,7 @@ class ChatView(QWidget):
         self.update_enabled()
         self.status.setText("")
         self.turn_started.emit()
-        self._scroll_to_end()
+        self.transcript.scroll_to_end()
         return True
 
     def stop(self) -> bool:
@@ -453,11 +386,10 @@ class ChatView(QWidget):
             return
         events = self.buffer.take()
         if events:
-            bar = self.pane.verticalScrollBar()
-            following = bar.value() >= bar.maximum() - 8
+            following = self.transcript.following()
             self.live.tokens.append(events)
             if following:
-                self._scroll_to_end()
+                self.transcript.scroll_to_end()
 
     def _finish(self) -> AnswerBlock | None:
         self.drain()
@@ -470,7 +402,7 @@ class ChatView(QWidget):
     def _ended(self, out: RunResult | ConversationFull, target: str, draft: str | None) -> None:
         live = self._finish()
         if not isinstance(out, RunResult):  # ConversationFull: the ways out, not a failure
-            self._drop(live)
+            self.transcript.remove(live)
             self._show_full(out)
             self.update_enabled()
             self.turn_ended.emit(None)
@@ -489,15 +421,13 @@ class ChatView(QWidget):
 
     def _failed(self, kind: str, message: str) -> None:
         live = self._finish()
-        self._drop(live)
+        self.transcript.remove(live)
         # The message was not answered: it goes back into the message box to change or
         # send again (with another track, say).
         if self.conv.waiting:
             text = self.conv.messages[-1].text
             self.conv.cut(len(self.conv.messages) - 1)
-            block = self.blocks.pop()
-            self.transcript.removeWidget(block)
-            block.deleteLater()
+            self.transcript.remove(self.blocks[-1])
             if not self.input.toPlainText():
                 self.input.setPlainText(text)
             self._save()
@@ -505,12 +435,6 @@ class ChatView(QWidget):
         self.update_enabled()  # first: it sets the status line, which must say what failed
         self.status.setText(f"{'Refused' if kind == 'refused' else 'Failed'}: {message}")
         self.turn_ended.emit(None)
-
-    def _drop(self, block: AnswerBlock | None) -> None:
-        if block is not None and block in self.blocks:
-            self.blocks.remove(block)
-            self.transcript.removeWidget(block)
-            block.deleteLater()
 
     # -- context full ---------------------------------------------------------------------
     def _show_full(self, full: ConversationFull) -> None:
@@ -552,7 +476,7 @@ class ChatView(QWidget):
         self.full = None
         self.queued = []
         self.rebuild()
-        self._scroll_to_end()
+        self.transcript.scroll_to_end()
 
     def load_sample(self, file: str) -> None:
         turns = script_turns(read_text("conversations", file))

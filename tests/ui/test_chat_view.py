@@ -146,8 +146,8 @@ def test_context_full_offers_a_trimmed_history(
     result = answer(qtbot, view, view.banner.trim_button.click)
     assert result is not None and not view.banner.isVisible()
     assert view.conv.start == 2 and not view.blocks[0].isEnabled()
-    assert view.blocks[2].isEnabled() and view.boundary.isVisible()
-    assert "no longer in the model's context" in view.boundary.text()
+    assert view.blocks[2].isEnabled() and view.transcript.boundary.isVisible()
+    assert "no longer in the model's context" in view.transcript.boundary.text()
 
 
 def test_an_ssm_target_chats_on_the_baseline_only(
