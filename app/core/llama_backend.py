@@ -202,9 +202,20 @@ class LoadedModel:
         # Everything before the logit rows goes in full chunks; the rows themselves come
         # last, in one chunk, so that llama.cpp's output buffer holds all of them.
         first_logit = len(tokens) - n_logits
-        for start in range(0, first_logit, self._batch_cap):
-            self._decode(tokens[start : min(start + self._batch_cap, first_logit)], False)
+        # A prefill on RPC workers: llama_decode returns once the graph is sent, and nothing
+        # waits for the workers' compute (llama_synchronize only flushes the send queue), so
+        # a 336-token prefill returned in 6 ms and its 2.6 s landed in the first answer
+        # token's timing. Reading the last token's logits back makes the wait part of it.
+        wait_rows = 1 if n_logits == 0 and self.options.devices else 0
+        end = first_logit - wait_rows
+        for start in range(0, end, self._batch_cap):
+            self._decode(tokens[start : min(start + self._batch_cap, end)], False)
         if n_logits == 0:
+            if wait_rows:
+                self._decode(tokens[end:], True)
+                llama_cpp.llama_get_logits(self.ctx)  # waits for the rows, so for the compute
+            else:
+                llama_cpp.llama_synchronize(self.ctx)  # the same wait for local backends
             return np.empty((0, self.n_vocab), dtype=np.float32)
         self._decode(tokens[first_logit:], True)
         ptr = llama_cpp.llama_get_logits(self.ctx)
