@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,9 +10,18 @@ from pathlib import Path
 import pytest
 
 from app.core.errors import RefusedError
-from app.core.events import RunSettings
+from app.core.events import RunResult, RunSettings
 from app.core.session import Session
-from app.core.sweep import divergence, edit_distance, iter_sweep, prefix_agreement, run_sweep
+from app.core.sweep import (
+    Sweep,
+    SweepPoint,
+    divergence,
+    edit_distance,
+    iter_sweep,
+    mark_best,
+    prefix_agreement,
+    run_sweep,
+)
 
 PROMPT = "alpha beta gamma delta alpha beta gamma delta alpha beta gamma"
 
@@ -107,3 +117,17 @@ def test_bad_sweeps_are_refused_before_running(
         run_sweep(session, tiny_dense, None, PROMPT, settings("lookup"), "draft_p_min", [0.5])
     with pytest.raises(RefusedError):  # 9 experts out of 8: refused before the baseline
         run_sweep(session, tiny_moe, None, PROMPT, settings("moe"), "experts", [2, 9])
+
+
+def _ended_at_once() -> RunResult:
+    """A run whose first token was end-of-text (MoEfied Qwen at 1 or 4 experts on code_edit)."""
+    return RunResult("moe", "", "eos", 340, 0, 0, 0, 0, 0.0, 0.2, 0.0, 0.0, {}, {})
+
+
+def test_a_value_whose_run_wrote_nothing_has_no_speed() -> None:
+    point = SweepPoint(1, _ended_at_once(), None, False, 0.0, 1.0)
+    point.add(point.result, None)
+    assert math.isnan(point.tokens_per_second) and point.speedup is None
+    assert point.wrote_nothing is not None and "end-of-text" in point.wrote_nothing
+    sweep = Sweep("experts", "moe", points=[point])
+    assert mark_best(sweep) is None  # never the best value

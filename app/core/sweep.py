@@ -18,6 +18,7 @@ only beyond noise (``app.core.verdict.judge``).
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -96,7 +97,19 @@ class SweepPoint:
 
     @property
     def tokens_per_second(self) -> float:
-        return self.result.tokens_per_second
+        """NaN when the run wrote no token (``wrote_nothing``): there is no speed to show,
+        and a 0 would read as a very slow value."""
+        return self.result.tokens_per_second if self.result.n_generated else math.nan
+
+    @property
+    def wrote_nothing(self) -> str | None:
+        """Why this value's run has no answer to time, if it has none: with few experts a
+        model may end its answer before the first token."""
+        if self.result.n_generated:
+            return None
+        if self.result.stop_reason == "eos":
+            return "the model ended its answer at once (end-of-text as the first token)"
+        return f"no token written ({self.result.stop_reason})"
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -235,8 +248,9 @@ def iter_sweep(
             if r.stop_reason == "cancelled":
                 sweep.cancelled = True
                 return
+            # No speedup for a run that wrote nothing: its 0 tokens/s is not a speed.
             speed = (r.tokens_per_second / base.tokens_per_second
-                     if base.tokens_per_second > 0 else None)
+                     if base.tokens_per_second > 0 and r.n_generated else None)
             if rep == 0:
                 ref, ids = base.token_ids, r.token_ids
                 point = SweepPoint(v, r, speed, ref == ids, prefix_agreement(ref, ids),

@@ -193,8 +193,9 @@ class SweepView(JobView):
         self.div.setYRange(0, 1.05)
         for plot in (self.speed, self.acc, self.div):
             plot.setXLink(self.tps)
+        # connect="finite": a value whose run wrote no token is a gap, not a point at 0.
         self.tps_curve = self.tps.plot([], [], pen=pg.mkPen(BLUE, width=2), symbol="o",
-                                       symbolSize=7, symbolBrush=BLUE)
+                                       symbolSize=7, symbolBrush=BLUE, connect="finite")
         self.best_marker = self.tps.plot([], [], pen=None, symbol="star", symbolSize=20,
                                          symbolBrush="#f5b700", symbolPen="#8a6d00")
         self.base_line = pg.InfiniteLine(angle=0, pen=pg.mkPen(GREY, width=1.5,
@@ -395,7 +396,7 @@ class SweepView(JobView):
 
     def _set_row(self, r: int, p: SweepPoint) -> None:
         idle = p.drafted_nothing
-        cells = (f"{p.value:g}", f"{p.tokens_per_second:.1f}",
+        cells = (f"{p.value:g}", "—" if p.wrote_nothing else f"{p.tokens_per_second:.1f}",
                  format_speedup(p.speedups or p.speedup),
                  "— drafted nothing" if idle else fmt_rate(p.acceptance_rate),
                  f"{p.divergence:.2f}",
@@ -410,8 +411,8 @@ class SweepView(JobView):
             self.table.setItem(r, c, item)
 
     def _notes(self, p: SweepPoint) -> list[str]:
-        idle = p.drafted_nothing
-        return ([f"drafted nothing: {idle}"] if idle else []) + (
+        idle, silent = p.drafted_nothing, p.wrote_nothing
+        return ([silent] if silent else [f"drafted nothing: {idle}"] if idle else []) + (
             [RANDOM_NOTE] if self.kept.random_experts else [])
 
     def keep(self) -> bool:

@@ -197,3 +197,21 @@ def test_kept_colours_read_on_the_plot_background(dark: bool) -> None:
     assert len(colours) == MAX_KEPT
     for colour in colours:
         assert contrast(colour, bg) >= AA_GRAPHIC
+
+
+def test_a_value_that_wrote_nothing_is_a_gap_not_a_zero(window: MainWindow) -> None:
+    """With few experts a model may end its answer at once: no speed, said in the note."""
+    from app.core.events import RunResult
+    from app.core.sweep import SweepPoint
+
+    view = window.lab.sweep
+    silent = RunResult("moe", "", "eos", 340, 0, 0, 0, 0, 0.0, 0.2, 0.0, 0.0, {}, {})
+    spoke = RunResult("moe", "x", "max_tokens", 340, 8, 0, 0, 0, 0.5, 0.2, 0.0, 0.0, {}, {})
+    for value, run, speed in ((2, spoke, 1.5), (1, silent, None)):
+        point = SweepPoint(value, run, speed, False, 0.0, 1.0)
+        point.add(run, speed)
+        view._progress(point)
+    assert cell(view, 1, 1) == "—" and cell(view, 1, 2) == "—"
+    assert "ended its answer at once" in cell(view, 1, NOTE)
+    ys = view.tps_curve.getData()[1]
+    assert ys is not None and ys[0] == 16.0 and math.isnan(ys[1])
