@@ -169,5 +169,7 @@ class PayExperts(JobView):
     def _cells(r: ExpertReport, row: ExpertRow) -> tuple[str, ...]:
         own = " (own)" if row.experts == r.reference else ""
         return (f"{row.experts} of {r.expert_count}{own}", fmt_speedup(row.speedup),
-                f"{1000 * row.step_seconds:.2f} ms", f"{100 * row.agreement:.0f} %",
+                f"{1000 * row.step_seconds:.2f} ms",
+                f"{100 * row.agreement:.0f} %" + ("" if row.ends_early is None else
+                                                  f" · ends at token {row.ends_early + 1}"),
                 f"{row.kl:.3f}")
