@@ -187,3 +187,13 @@ def test_a_count_that_would_end_the_answer_is_never_worth_trying() -> None:
     assert "it would end the answer after 5 tokens" in text
     assert "would end the answer early: keep all 16" in text
 
+
+
+def test_noisy_timings_recommend_nothing() -> None:
+    r = report([(16, 1.0, 1.0), (8, 1.55, 1.0)])
+    assert r.worth_trying is r.rows[1]
+    r.rows[1].noisy = True
+    assert r.worth_trying is None
+    text = explain_experts(r)
+    assert "Worth trying" not in text and "No count is recommended" in text
+    assert "Measure again" in text
