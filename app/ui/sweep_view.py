@@ -374,6 +374,10 @@ class SweepView(JobView):
             ticks = [[(v, f"{v:g}") for v in shown[::max(1, len(shown) // 16)]]]
         for plot in (self.tps, self.speed, self.acc, self.div):
             plot.getAxis("bottom").setTicks(ticks)
+        if shown:
+            # Every swept value in view, also one without a speed (a gap in tokens/s, which
+            # autorange would leave out, and the linked plots with it).
+            self.tps.setXRange(shown[0], shown[-1], padding=0.05)
         self.tps_curve.setData(xs, np.asarray([p.tokens_per_second for p in self.points]))
         self.speed_curve.setData(xs, np.asarray(
             [np.nan if p.speedup is None else p.speedup for p in self.points]))

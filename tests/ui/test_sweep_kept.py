@@ -215,3 +215,6 @@ def test_a_value_that_wrote_nothing_is_a_gap_not_a_zero(window: MainWindow) -> N
     assert "ended its answer at once" in cell(view, 1, NOTE)
     ys = view.tps_curve.getData()[1]
     assert ys is not None and ys[0] == 16.0 and math.isnan(ys[1])
+    # the value without a speed stays in view on every plot (x linked to tokens/s)
+    low, high = view.div.getViewBox().viewRange()[0]
+    assert low < 1.0 and high > 2.0
