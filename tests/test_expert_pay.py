@@ -190,7 +190,9 @@ def test_a_count_that_would_end_the_answer_is_never_worth_trying() -> None:
 
 
 def test_noisy_timings_recommend_nothing() -> None:
-    r = report([(16, 1.0, 1.0), (8, 1.55, 1.0)])
+    r = report([(16, 1.0, 1.0), (8, 1.55, 1.0), (12, 1.2, 1.0)])
+    assert r.worth_trying is r.rows[1]
+    r.rows[2].noisy = True  # another count's timings: the recommendation stands
     assert r.worth_trying is r.rows[1]
     r.rows[1].noisy = True
     assert r.worth_trying is None
