@@ -8,14 +8,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
-from PySide6.QtWidgets import QFileDialog, QMenu, QToolButton
+from PySide6.QtWidgets import QFileDialog, QLabel, QMenu, QToolButton
 
+from app.core.chat.conversation import Conversation
+from app.core.chat.store import ConversationStore
 from app.core.labels import track_label
 
-if TYPE_CHECKING:
-    from app.ui.chat_view import ChatView
+
+class ChatFiles(Protocol):
+    """What the menus act on (``ChatView``): named here so this module needs not import it."""
+
+    conv: Conversation
+    status: QLabel
+
+    @property
+    def store(self) -> ConversationStore: ...
+
+    def load_sample(self, file: str) -> None: ...
+
+    def open_conversation(self, conv: Conversation) -> None: ...
+
+    def import_from(self, path: str | Path) -> Conversation: ...
+
+    def export_to(self, path: str | Path) -> None: ...
+
 
 SAMPLE_CONVERSATIONS = (
     ("Code edit (four turns that edit one module: copying pays)", "code_edit.txt"),
@@ -39,7 +58,7 @@ def menu_button(text: str, tip: str, fill: Callable[[QMenu], None]) -> QToolButt
 class ConversationMenus:
     """The three menu buttons of the Chat tab's top row (``buttons``)."""
 
-    def __init__(self, view: ChatView) -> None:
+    def __init__(self, view: ChatFiles) -> None:
         self.view = view
         self.samples_button = menu_button("Samples", "Load a sample conversation: its user "
                                           "turns come into the message box one by one",
@@ -78,7 +97,7 @@ class ConversationMenus:
             self.view.status.setText(f"Could not open it: {exc}")
 
     def _import_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.view, "Import a conversation", "",
+        path, _ = QFileDialog.getOpenFileName(self.open_button, "Import a conversation", "",
                                               "Conversation (*.json)")
         if path:
             try:
@@ -95,7 +114,8 @@ class ConversationMenus:
 
     def _export_dialog(self, suffix: str) -> None:
         name = (self.view.conv.title or "conversation")[:40].replace("/", "-") + suffix
-        path, _ = QFileDialog.getSaveFileName(self.view, "Export the conversation", name)
+        path, _ = QFileDialog.getSaveFileName(self.export_button, "Export the conversation",
+                                              name)
         if path:
             try:
                 self.view.export_to(path)

@@ -13,20 +13,14 @@ the defaults. ``store`` is where conversations are kept (default: the user's
 ``ConversationStore``). Signals: ``turn_started``, ``turn_ended(object)`` (the turn's
 ``RunResult``, or None when it failed).
 
-What it does: user messages and answers as blocks; the answer streams into a token view
-(hover a token or a rejected-draft marker for its details; "Show rejected" applies to every
-answer); under each answer one quiet line: track, tokens/s, acceptance, speedup against the
-last baseline turn of comparable settings, prefill tokens (and how many the cache kept).
-Enter sends, Shift+Enter starts a new line, Esc stops (the partial answer stays, marked).
-Regenerate answers the last message again, Edit & resend replaces an earlier message and
-cuts the conversation there (the caches are trimmed to what is unchanged), Copy copies a
-message, New chat starts over. The track combo and its settings may change between turns.
-When the next turn would not fit in the context a banner says so and offers to continue from
-the first turn that fits (the earlier turns stay, marked as out of the model's context) or a
-new chat. Every conversation is saved as it goes; Open lists the saved ones (a conversation
-whose app stopped mid-turn reopens with its last message waiting), Export writes JSON
-(re-importable through Open) or Markdown, Samples loads a sample conversation's user turns
-one at a time into the message box.
+What it does: user messages and answers as blocks (``chat_transcript``); the answer streams
+into a token view; under each answer one quiet line: track, tokens/s, acceptance, speedup
+against the last comparable baseline turn, prefill tokens (and how many the cache kept).
+Enter sends, Shift+Enter a new line, Esc stops (the partial answer stays, marked).
+Regenerate, Edit & resend (cuts the conversation there; the caches keep what is unchanged),
+Copy, New chat; the track may change between turns. A turn that would not fit in the context
+gets a banner (``chat_banner``): continue from the first turn that fits, or a new chat.
+Conversations are saved as they go; Open, Export and Samples are ``chat_files``'.
 """
 
 from __future__ import annotations
