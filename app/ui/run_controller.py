@@ -42,7 +42,8 @@ from app.ui.worker import RunJob
 log = logging.getLogger("app.ui.run")
 
 DRAIN_MS = 80  # text: about 12 updates a second (15: 2.8 % of a run here, 12: 2.4 %)
-PLOT_INTERVAL = 0.25  # the plot on screen: about 4 a second (the live numbers: 2)
+PLOT_INTERVAL = 0.5  # the plot on screen: 2 a second, as the live numbers (4: 3.7 % of a
+# SmolLM2 lookup run on the GUI thread, a third of it repainting plots)
 RUN = "run"  # what holds the engine in the workbench state while a run goes
 
 
