@@ -305,7 +305,7 @@ def _trade(r: ExpertRow, short: bool = False) -> str:
     return f"about {lost / gained:.1f} points {per}"
 
 
-def ends_text(row: ExpertRow) -> str:
+def _ends_text(row: ExpertRow) -> str:
     """'' or where this count's free answer would stop."""
     if row.ends_early is None:
         return ""
@@ -316,7 +316,7 @@ def ends_text(row: ExpertRow) -> str:
 def _clause(r: ExpertReport, row: ExpertRow, why: list[str], first: bool) -> str:
     lost = " — the answer is no longer the model's" if row.agreement < LOST else ""
     if row.ends_early is not None:
-        lost += f" — {ends_text(row)}"
+        lost += f" — {_ends_text(row)}"
     named = f" ({', '.join(why)})"
     if first:
         speed = (f"each token comes {row.speedup:.2f}× faster" if row.speedup > 1.0 + NOISE

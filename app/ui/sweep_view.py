@@ -415,9 +415,11 @@ class SweepView(JobView):
             self.table.setItem(r, c, item)
 
     def _notes(self, p: SweepPoint) -> list[str]:
-        idle, silent = p.drafted_nothing, p.wrote_nothing
-        return ([silent] if silent else [f"drafted nothing: {idle}"] if idle else []) + (
-            [RANDOM_NOTE] if self.kept.random_experts else [])
+        notes = [RANDOM_NOTE] if self.kept.random_experts else []
+        if p.wrote_nothing:  # nothing written: nothing drafted either, and this says why
+            return [p.wrote_nothing, *notes]
+        idle = p.drafted_nothing
+        return ([f"drafted nothing: {idle}"] if idle else []) + notes
 
     def keep(self) -> bool:
         """Keep the live sweep's curves to draw beside later sweeps of its setting."""
