@@ -60,6 +60,7 @@ from app.ui.chat_blocks import CHAT_STYLE, AnswerBlock, MessageBox, UserBlock
 from app.ui.chat_files import ConversationMenus
 from app.ui.chat_transcript import ChatTranscript
 from app.ui.lane import Lane
+from app.ui.pacer import Pacer
 from app.ui.resources import read_text
 from app.ui.run_controller import DRAIN_MS  # the Run tab's text rate: the window's cost stays small
 from app.ui.state import ENGINE_BUSY, WorkbenchState
@@ -95,7 +96,7 @@ class ChatView(QWidget):
         self.setStyleSheet(CHAT_STYLE)
         self._build()
         self.timer = QTimer(self)
-        self.timer.setInterval(DRAIN_MS)
+        self.pacer = Pacer(DRAIN_MS)
         self.timer.timeout.connect(self.drain)
         state.availability_changed.connect(self._fill_tracks)
         state.models_changed.connect(self.update_enabled)
@@ -361,6 +362,7 @@ class ChatView(QWidget):
 
         self.lane.submit(job, cancel=cancel, done=lambda out: self._ended(out, target, draft),
                          error=self._failed)
+        self.timer.setInterval(self.pacer.start())
         self.timer.start()
         self.update_enabled()
         self.status.setText("")
@@ -378,6 +380,7 @@ class ChatView(QWidget):
     def drain(self) -> None:
         if self.buffer is None or self.live is None:
             return
+        self.pacer.pace(self.timer)
         events = self.buffer.take()
         if events:
             following = self.transcript.following()

@@ -13,7 +13,6 @@ Below, one tokens/s curve per track over time.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -46,10 +45,13 @@ from app.ui.jobs import (
     track_name,
 )
 from app.ui.lane import Lane
+from app.ui.pacer import Pacer
 from app.ui.plots import LEGEND_BRUSH, _plot
 from app.ui.state import WorkbenchState
 from app.ui.token_view import legend_html
 
+# Base rates; the pacer stretches them while the GUI thread takes more than its budget of
+# the runs it is comparing (app.ui.pacer).
 DRAIN_MS = 50
 PLOT_INTERVAL = 0.25
 # Three runs a track: the fewest with a median and a spread to judge noise by.
@@ -132,7 +134,7 @@ class CompareView(JobView):
         self.curves: dict[str, Any] = {}
         self.comparison: Comparison | None = None
         self.context: RunContext | None = None
-        self._last_plot = 0.0
+        self.pacer = Pacer(DRAIN_MS, PLOT_INTERVAL)
         self._runs_begun = 0  # runs of the comparison under way, counted as they start
         self._repeats = 1
         self._available: dict[str, str | None] = {}
@@ -264,6 +266,7 @@ class CompareView(JobView):
 
         if not self._begin(job, "loading the model…", len(self.columns) * repeats):
             return False
+        self.timer.setInterval(self.pacer.start())
         self.timer.start()
         return True
 
@@ -300,12 +303,9 @@ class CompareView(JobView):
         self.legend.show()
 
     def drain(self, every: bool = False) -> None:
+        self.pacer.pace(self.timer)
         grew = [col.drain() for col in self.columns.values()]
-        now = time.monotonic()
-        if any(grew) and (every or now - self._last_plot >= PLOT_INTERVAL):
-            self._last_plot = now
-            self._update_plot()
-        elif every:
+        if every or (any(grew) and self.pacer.plot_due()):
             self._update_plot()
 
     def _update_plot(self) -> None:

@@ -5,24 +5,23 @@ Run is possible when the workbench state has a readable target, the selected tra
 on the chosen models (the state's availability, from the core), its settings are valid, the
 prompt is not empty and nothing holds the engine. A run holds the engine in the state from
 start to end. The engine thread appends events to the run's ``EventBuffer``; a GUI-thread
-QTimer drains it about 12 times a second into the token view and the live metrics, about 4
-times a second redraws the plot on screen, and twice a second the live numbers (hidden ones
+QTimer drains it up to 12 times a second into the token view and the live metrics, redraws
+the plot on screen up to twice a second, and the live numbers once a second (hidden ones
 wait). When the run ends, the buffer is drained once more before the final result is shown,
 so no event is lost or shown out of order.
 
 The window must not slow the run it measures: llama.cpp keeps every core busy, so what the
-GUI thread does during a run is taken from the decode. These rates were cut from 30 Hz text
-and 10 Hz plots after measuring the GUI thread (``benchmarks/gui_cost.py``), and the summary
-states the window's own cost: the GUI thread's CPU time during the run over the run's wall
-time, read from the thread's CPU clock (``GuiClock``).
+GUI thread does during a run is taken from the decode. The base rates were cut from 30 Hz
+text and 10 Hz plots after measuring the GUI thread (``benchmarks/gui_cost.py``); the pacer
+(``app.ui.pacer``) stretches them while the GUI thread takes more than its budget of the
+run; and the summary states the window's own cost: the GUI thread's CPU time during the run
+over the run's wall time, read from the thread's CPU clock (``GuiClock``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -32,6 +31,7 @@ from app.core.events import RunRequest, RunResult
 from app.core.tracks import find_track, get_track
 from app.core.verdict import Verdict, baseline_key, judge_run
 from app.ui.lane import Lane
+from app.ui.pacer import GuiClock, Pacer, gui_share
 from app.ui.plots import LivePlots, SummaryPanel
 from app.ui.prompt_editor import PromptEditor
 from app.ui.state import ENGINE_BUSY, WorkbenchState
@@ -41,29 +41,11 @@ from app.ui.worker import RunJob
 
 log = logging.getLogger("app.ui.run")
 
-DRAIN_MS = 80  # text: about 12 updates a second (15: 2.8 % of a run here, 12: 2.4 %)
-PLOT_INTERVAL = 0.5  # the plot on screen: 2 a second, as the live numbers (4: 3.7 % of a
-# SmolLM2 lookup run on the GUI thread, a third of it repainting plots)
+# The base rates, which the pacer stretches while the GUI thread's share of the run is above
+# its budget (app.ui.pacer).
+DRAIN_MS = 80  # text: about 12 updates a second
+PLOT_INTERVAL = 0.5  # the plot on screen: 2 a second, as the live numbers
 RUN = "run"  # what holds the engine in the workbench state while a run goes
-
-
-@dataclass
-class GuiClock:
-    """The clocks the window's cost is read from: wall time, and the CPU time of the
-    calling thread (read on the GUI thread, it is the GUI thread's own). Tests inject
-    their own."""
-
-    wall: Callable[[], float] = time.perf_counter
-    cpu: Callable[[], float] = time.thread_time
-
-    def read(self) -> tuple[float, float]:
-        return self.wall(), self.cpu()
-
-
-def gui_share(start: tuple[float, float], end: tuple[float, float]) -> float | None:
-    """GUI-thread CPU seconds per wall second between two ``GuiClock.read()``s."""
-    wall = end[0] - start[0]
-    return max(0.0, (end[1] - start[1]) / wall) if wall > 0 else None
 
 
 class RunController(QObject):
@@ -89,9 +71,9 @@ class RunController(QObject):
         self.last_verdict: Verdict | None = None
         self._next_id = 0
         self._key: tuple[Any, ...] = ()
-        self._last_plot = 0.0
         self._ticks = 0
         self._seen_token = False
+        self.pacer = Pacer(DRAIN_MS, PLOT_INTERVAL)
         self.clock = GuiClock()
         self._clock_start = (0.0, 0.0)
         self.gui_share: float | None = None  # of the last run
@@ -166,8 +148,8 @@ class RunController(QObject):
         self.plots.reset(speculating=track.speculates)
         self.summary.clear(f"{track.label} · running")
         self._seen_token = False
-        self._last_plot = 0.0
         self._ticks = 0
+        self.timer.setInterval(self.pacer.start())
         self.lane.submit(job.run, cancel=job.cancel,
                          done=lambda result: self._finished(job, result),
                          error=lambda kind, message: self._failed(job, kind, message))
@@ -188,6 +170,7 @@ class RunController(QObject):
         job = self.job
         if job is None:
             return
+        self.pacer.pace(self.timer)
         events = job.buffer.take()
         if not events:
             return
@@ -196,12 +179,10 @@ class RunController(QObject):
             self.first_token.emit()
         self.tokens.append(events)
         self.metrics.add(events)
-        now = time.monotonic()
-        if now - self._last_plot >= PLOT_INTERVAL:
-            self._last_plot = now
+        if self.pacer.plot_due():
             self.plots.update_from(self.metrics)
             self._ticks += 1
-            if self._ticks % 2:  # numbers that change 4 times a second cannot be read
+            if self._ticks % 2:  # numbers changing faster than once a second cannot be read
                 self.summary.show_live(self.metrics)
 
     def _end(self, job: RunJob) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from ui_helpers import choose, run_and_wait
 
 from app.ui.main_window import MainWindow
-from app.ui.run_controller import GuiClock, gui_share
+from app.ui.pacer import GuiClock, gui_share
 
 
 class ScriptedClock(GuiClock):
