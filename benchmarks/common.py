@@ -18,10 +18,16 @@ PROMPTS_DIR = Path(
     os.environ.get("DECODELAB_PROMPTS", Path(__file__).resolve().parents[2] / "shared" / "prompts")
 )
 PROMPT_NAMES = ("code_edit", "summarize", "novel_code", "prose")
+# This project's own benchmark prompts (a refactor, an extraction, a translation of code, a
+# long summary), written apart from the shared ones.
+OWN_PROMPTS = Path(__file__).resolve().parent / "prompts"
 
 
 def prompt_text(name: str) -> str:
-    return (PROMPTS_DIR / f"{name}.txt").read_text(encoding="utf-8")
+    """A shared prompt by name, or one of OWN_PROMPTS."""
+    shared = PROMPTS_DIR / f"{name}.txt"
+    path = shared if shared.is_file() else OWN_PROMPTS / f"{name}.txt"
+    return path.read_text(encoding="utf-8")
 
 
 def templated(model_spec: str, name: str) -> str:

@@ -38,14 +38,15 @@ from benchmarks.common import PROMPT_NAMES, templated, warm_page_cache
 SIZES = (1, 2, 3, 5, 9, 17)
 
 
-def record(target_spec: str, out: str, max_tokens: int, threads: int) -> None:
+def record(target_spec: str, out: str, max_tokens: int, threads: int,
+           names: tuple[str, ...] = PROMPT_NAMES) -> None:
     target = str(resolve_model(target_spec))
     warm_page_cache(target)
     session = Session()
     s = RunSettings(max_tokens=max_tokens, threads=threads, ctx=4096, track="baseline")
     data: dict[str, Any] = {"target": target_spec, "prompts": {}}
     try:
-        for name in PROMPT_NAMES:
+        for name in names:
             prompt = templated(target, name)
             result = session.run(target, None, prompt, s)
             assert session.target is not None
@@ -209,15 +210,20 @@ def main() -> int:
     rec.add_argument("--out", required=True)
     rec.add_argument("--max-tokens", type=int, default=160)
     rec.add_argument("--threads", type=int, default=2)
+    rec.add_argument("--prompts", default=",".join(PROMPT_NAMES),
+                     help="comma-separated prompt names (shared, or benchmarks/prompts/)")
     rep = sub.add_parser("replay")
     rep.add_argument("file")
     rep.add_argument("--tokens", type=int, default=128)
+    rep.add_argument("--adaptive-k", type=int, default=16,
+                     help="draft-max of the adaptive drafters (the app's default is 8)")
     rep.add_argument("--breakdown", action="store_true",
                      help="also print where the steps go: rounds, empty and missed rounds, "
                           "tokens per round, steps spent verifying rejected drafts")
     args = ap.parse_args()
     if args.cmd == "record":
-        record(args.target, args.out, args.max_tokens, args.threads)
+        record(args.target, args.out, args.max_tokens, args.threads,
+               tuple(n for n in args.prompts.split(",") if n))
         return 0
     with open(args.file) as fh:
         data = json.load(fh)
@@ -227,15 +233,15 @@ def main() -> int:
         for k in (2, 4, 8):
             sp, acc = replay(data, name, llama_lookup, k, False, args.tokens)
             cells.append(f"K={k} {sp:.2f}/{acc:.2f}")
-        sp, acc = replay(data, name, ours_adaptive, 16, True, args.tokens)
+        sp, acc = replay(data, name, ours_adaptive, args.adaptive_k, True, args.tokens)
         cells.append(f"adaptive {sp:.2f}/{acc:.2f}")
         sp, acc = replay(data, name, suffix_fixed, 16, False, args.tokens)
         cells.append(f"suffix {sp:.2f}/{acc:.2f}")
-        sp, acc = replay(data, name, suffix_adaptive, 16, True, args.tokens)
+        sp, acc = replay(data, name, suffix_adaptive, args.adaptive_k, True, args.tokens)
         cells.append(f"suffix-adaptive {sp:.2f}/{acc:.2f}")
         sp, acc = replay(data, name, oracle, 16, False, args.tokens)
         cells.append(f"oracle {sp:.2f}")
-        print(f"{name:<11}" + "  ".join(cells))
+        print(f"{name:<15}" + "  ".join(cells))
     if args.breakdown:
         print_breakdown(data, args.tokens)
     return 0

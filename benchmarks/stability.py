@@ -47,9 +47,14 @@ from app.core.events import RunResult, RunSettings
 from app.core.models.library import resolve_model
 from app.core.session import Session
 from app.core.verdict import spread
-from benchmarks.common import PROMPT_NAMES, PROMPTS_DIR, machine_summary, warm_page_cache
+from benchmarks.common import (
+    OWN_PROMPTS,
+    PROMPT_NAMES,
+    PROMPTS_DIR,
+    machine_summary,
+    warm_page_cache,
+)
 
-OWN_PROMPTS = Path(__file__).resolve().parent / "prompts"
 WORST_OF_BEST = 0.9  # the worst adaptive run against the best fixed K's median
 PAYS = 1.2  # where the best fixed K pays this much, adaptive never falls below baseline
 

@@ -105,3 +105,69 @@ def test_adaptive_learns_from_rejections() -> None:
 def test_prior_rises_with_agreement_and_falls_with_a_split_vote() -> None:
     assert prior_chance(1, 1.0) < prior_chance(4, 1.0) < prior_chance(16, 1.0) < 1.0
     assert prior_chance(8, 0.5) < prior_chance(8, 1.0)
+
+
+def costly_batches() -> CostModel:
+    """A target where a batch of 2 costs 1.6 steps (the F16 target here, some minutes)."""
+    costs = CostModel()
+    for n, seconds in ((1, 0.100), (2, 0.160), (3, 0.185), (5, 0.210), (9, 0.300)):
+        costs.observe(n, seconds)
+    return costs
+
+
+def test_left_out_votes_are_learned_in_hindsight() -> None:
+    """A vote the cut left out is judged against the text written after it: a kind of vote
+    that looked too unlikely to draft is drafted once it has been right often enough."""
+    costs = costly_batches()
+    stats = LookupStats()
+    lookup = PromptLookup(1, 4, adaptive=True, costs=costs, stats=stats)
+    # "7" was once followed by 8: a one-token match, a coin toss by the prior.
+    text = [1, 7, 8, 2, 3, 4, 5, 6, 9, 10, 11, 12, 7]
+    assert lookup.propose(text, 4).tokens == []
+    assert stats.counts == {}
+    judged = 0
+    for _ in range(12):  # the target keeps writing 8 after 7: the votes were right
+        text = [*text, 8, 2, 7]
+        prop = lookup.propose(text, 4)
+        judged = sum(cell[1] for cell in stats.counts.values())
+        if prop.tokens:
+            break
+    assert prop.tokens[:1] == [8]
+    assert judged > 0
+    # Every first vote (8 after 7) was right; later ones were judged up to a miss each.
+    firsts = [cell for key, cell in stats.counts.items() if not key[2]]
+    assert firsts and all(accepted == seen for accepted, seen in firsts)
+
+
+def test_nothing_is_learned_past_a_rejected_draft() -> None:
+    costs = CostModel()
+    for n, seconds in ((1, 0.10), (2, 0.11), (5, 0.14), (9, 0.18)):
+        costs.observe(n, seconds)
+    stats = LookupStats()
+    lookup = PromptLookup(1, 4, adaptive=True, costs=costs, stats=stats)
+    passage = list(range(20, 40))
+    history = [*passage, 99, *passage[:6]]
+    prop = lookup.propose(history, 2)  # the limit cuts a longer copy: more votes left out
+    assert prop.tokens == passage[6:8]
+    lookup.observe(prop, 0)  # the first draft was wrong
+    before = {k: list(v) for k, v in stats.counts.items()}
+    assert sum(v[1] for v in before.values()) == 1  # one judged: the rejected first draft
+    lookup.propose([*history, 1234], 2)
+    assert {k: list(v) for k, v in stats.counts.items()} == before
+
+
+def test_a_draft_must_beat_a_plain_step_by_a_margin() -> None:
+    """A draft whose planned rate beats a plain step by less than ROUND_MARGIN of a step is
+    not taken (the best of noisy estimates is biased up); a clearly paying one is."""
+    from app.core.drafting import lookup as module
+
+    costs = costly_batches()
+    # A chance at which a draft of one pays 3 % over a plain step: inside the margin.
+    stats = LookupStats()
+    drafter = PromptLookup(1, 4, adaptive=True, costs=costs, stats=stats)
+    margin_free = module.best_length([0.65], costs, 0.0, 1, optimistic=True)
+    with_margin = module.best_length([0.65], costs, 0.0, 1,
+                                     module.ROUND_MARGIN * costs.batch(1), optimistic=True)
+    assert margin_free == 1 and with_margin == 0
+    assert drafter._adaptive_cut([0.65], lax=1, limit=1, min_length=1) == 0
+    assert drafter._adaptive_cut([0.9], lax=1, limit=1, min_length=1) == 1

@@ -26,7 +26,7 @@ class FakeTimer:
     def interval(self) -> int:
         return self.ms
 
-    def setInterval(self, msec: int) -> None:  # noqa: N802 - QTimer's name
+    def setInterval(self, msec: int) -> None:
         self.ms, self.sets = msec, self.sets + 1
 
 
