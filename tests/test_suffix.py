@@ -274,6 +274,24 @@ def test_adaptive_learns_from_rejections() -> None:
     assert costs.ignored == 0  # nothing measured: decided from the given costs
 
 
+def test_the_tokens_a_cut_left_out_are_judged_in_hindsight() -> None:
+    """The cut kept part of a copy; the text the target wrote next teaches the chances of
+    the rest as if they had been drafted (accepted up to and including the first miss)."""
+    d = adaptive(GivenCosts(slope=0.4))
+    history = [*PASSAGE, 99, *PASSAGE[:12]]
+    prop = d.propose(history, 16)
+    kept = len(prop.tokens)
+    assert 0 < kept < 16
+    d.observe(prop, kept)  # all accepted: the left-out tokens are judged next round
+    before = sum(cell[1] for cell in d.stats.counts.values())
+    assert before == kept
+    written = [*history, *PASSAGE[12 : 12 + kept + 2], 12345]  # 2 more right, then a miss
+    d.propose(written, 16)
+    counts = d.stats.counts.values()
+    assert sum(cell[1] for cell in counts) == before + 3
+    assert sum(cell[0] for cell in counts) == kept + 2
+
+
 # -- the registry entry ---------------------------------------------------------------------
 @pytest.fixture
 def registered() -> Iterator[None]:

@@ -82,6 +82,47 @@ class LookupStats:
         cell[1] += 1.0
 
 
+class Hindsight:
+    """Judges the votes a cut left out against the text the target wrote after them.
+
+    Votes cost nothing to make and the text is known a round later, so the chances of votes
+    that were not drafted are learned as if they had been: each left-out token counts as
+    accepted if it is the token written there, up to and including the first that is not
+    (as the verifier judges drafts). Without this, a kind of vote that two early misses made
+    look unlikely was never drafted again and never learned better: on an extraction prompt
+    adaptive lookup skipped lax bigram votes that were right 4 times in 5
+    (benchmarks/replay_lookup.py).
+    """
+
+    def __init__(self, stats: LookupStats) -> None:
+        self.stats = stats
+        # (text position of the draft, its tokens and keys before the cut, the first index
+        # the verifier does not judge)
+        self._pending: tuple[int, list[int], list[Key], int] | None = None
+
+    def hold(self, start: int, tokens: list[int], keys: list[Key], drafted: int) -> None:
+        """A draft of ``tokens`` at text position ``start`` of which ``drafted`` were kept."""
+        self._pending = (start, list(tokens), list(keys), drafted) if drafted < len(
+            tokens) else None
+
+    def rejected(self) -> None:
+        """A kept draft was rejected: what followed it says nothing of the rest."""
+        self._pending = None
+
+    def learn(self, history: list[int]) -> None:
+        """Judge the held draft's left-out tokens against ``history`` (the text now)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        start, tokens, keys, first = pending
+        written = history[start:]
+        for i in range(first, min(len(tokens), len(written))):
+            hit = tokens[i] == written[i]
+            self.stats.record(keys[i], hit)
+            if not hit:
+                return
+
+
 @dataclass
 class Vote:
     token: int
@@ -116,9 +157,7 @@ class PromptLookup:
         self._spots: dict[tuple[int, ...], list[int]] = {}
         self._indexed = 0
         self._keys: list[Key] = []
-        # The last full draft before the cut, to learn from in hindsight: (its text
-        # position, tokens, keys, index of the first token not judged by the verifier).
-        self._pending: tuple[int, list[int], list[Key], int] | None = None
+        self.hindsight = Hindsight(self.stats)
         self.recent = Recent()
         self._starved = 0
         self._probe_every = PROBE_EVERY
@@ -180,7 +219,7 @@ class PromptLookup:
 
     def propose(self, history: list[int], limit: int, min_length: int = 1) -> Proposal:
         t0 = time.perf_counter()
-        self._learn_in_hindsight(history)
+        self.hindsight.learn(history)
         self._extend_index(history)
         prop = Proposal(self.source, drafter=self)
         text = list(history)
@@ -205,8 +244,8 @@ class PromptLookup:
             keep = self._adaptive_cut(chances, lax, limit, min_length)
         if keep < min_length:
             keep = 0
-        if self.adaptive and keep < len(prop.tokens):
-            self._pending = (len(history), list(prop.tokens), keys, keep)
+        if self.adaptive:
+            self.hindsight.hold(len(history), prop.tokens, keys, keep)
         prop.tokens = prop.tokens[:keep]
         prop.q = [None] * keep
         self._keys = keys[:keep]
@@ -236,33 +275,11 @@ class PromptLookup:
         self.recent.add(len(proposal.tokens), accepted)
         self._drafted += 1
         if accepted < len(proposal.tokens):
-            self._pending = None  # what followed a rejected token says nothing
-
-    def _learn_in_hindsight(self, history: list[int]) -> None:
-        """Judge the votes the last cut left out against the text the target wrote.
-
-        Votes cost nothing to make and the text is known a round later, so the chances of
-        votes that were not drafted are learned as if they had been: each left-out token
-        counts as accepted if it is the token written there, up to and including the first
-        that is not (as the verifier judges drafts). Without this, a kind of vote that two
-        early misses made look unlikely was never drafted again and never learned better:
-        on an extraction prompt adaptive lookup skipped lax bigram votes that were right 4
-        times in 5 (benchmarks/replay_lookup.py).
-        """
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        start, tokens, keys, first = pending
-        written = history[start:]
-        for i in range(first, min(len(tokens), len(written))):
-            hit = tokens[i] == written[i]
-            self.stats.record(keys[i], hit)
-            if not hit:
-                return
+            self.hindsight.rejected()
 
     def finish(self, history: list[int], prompt_tokens: int) -> None:
         """Say why a run drafted nothing (``notes``)."""
-        self._learn_in_hindsight(history)
+        self.hindsight.learn(history)
         if self._drafted:
             return
         if not self._matched:

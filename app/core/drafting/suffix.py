@@ -17,7 +17,9 @@ model in this session (``AnswerHistory``, fed by ``finish``). Each round:
   path-prefix scores, as SuffixDecoding scores a speculation), then the longer one.
 - adaptive drafting also weighs each token's chance of acceptance (the estimate, calibrated
   by the acceptance observed in this run per context length and estimate band, as prompt
-  lookup does) and cuts the draft where the expected tokens per second peak.
+  lookup does) and cuts the draft where the expected tokens per second peak, if that beats
+  a plain step by a margin; the tokens it cut are judged in hindsight against the text
+  written after them (``lookup.Hindsight``), so calibration does not wait for drafts.
 
 Drafts are deterministic (one-hot q): greedy output equals the baseline, and sampling stays
 exact speculative sampling.
@@ -34,7 +36,15 @@ from dataclasses import dataclass, field
 
 from app.core.adaptive import CostModel, best_length
 from app.core.drafting.base import Proposal
-from app.core.drafting.lookup import AGREEMENT_BUCKETS, LookupStats, prior_chance, share_band
+from app.core.drafting.lookup import (
+    AGREEMENT_BUCKETS,
+    ROUND_MARGIN,
+    Hindsight,
+    Key,
+    LookupStats,
+    prior_chance,
+    share_band,
+)
 from app.core.drafting.registry import BuildContext, DraftSource, Setting
 
 # Memory bound of one target model's earlier answers: a node costs 130-280 bytes (measured
@@ -254,7 +264,9 @@ class SuffixDrafter:
         self.answers = answers
         self.index = SuffixIndex(depth)
         self.stats = LookupStats()
-        self._keys: list[tuple[int, int, bool]] = []
+        self.hindsight = Hindsight(self.stats)
+        self._keys: list[Key] = []
+        self._all_keys: list[Key] = []  # of the whole draft before the last cut
 
     def _sync(self, history: list[int], cancel: threading.Event | None = None) -> None:
         """Index the tokens ``history`` gained since the last call; all of it when it is
@@ -280,6 +292,8 @@ class SuffixDrafter:
         prop = Proposal(SOURCE.id, drafter=self)
         self._keys = []
         if limit > 0 and history:
+            if self.adaptive:
+                self.hindsight.learn(history)
             self._sync(history)
             best: _Candidate | None = None
             start = self.index.match()
@@ -296,6 +310,7 @@ class SuffixDrafter:
                 keep = len(best.tokens)
                 if self.adaptive and keep:
                     keep = self._adaptive_cut(best, min_length)
+                    self.hindsight.hold(len(history), best.tokens, self._all_keys, keep)
                 if keep >= min_length:
                     prop.tokens = best.tokens[:keep]
                     prop.q = [None] * keep
@@ -339,23 +354,30 @@ class SuffixDrafter:
 
     def _adaptive_cut(self, cand: _Candidate, min_length: int) -> int:
         """The draft length with the most expected tokens per second (suffix drafts cost
-        nothing to make, so only the verify batch weighs)."""
+        nothing to make, so only the verify batch weighs), if it beats a plain step by
+        ROUND_MARGIN of a step (as prompt lookup's)."""
         pairs = list(zip(cand.contexts, cand.shares, strict=True))
-        keys = [(bisect.bisect_right(AGREEMENT_BUCKETS, context), share_band(share), i > 0)
-                for i, (context, share) in enumerate(pairs)]
+        keys: list[Key] = [
+            (bisect.bisect_right(AGREEMENT_BUCKETS, context), share_band(share), i > 0)
+            for i, (context, share) in enumerate(pairs)]
         chances = [self.stats.chance(key, prior_chance(context, share))
                    for key, (context, share) in zip(keys, pairs, strict=True)]
-        keep = best_length(chances, self.costs, 0.0, min_length)
-        self._keys = keys[:keep]
+        keep = best_length(chances, self.costs, 0.0, min_length,
+                           ROUND_MARGIN * self.costs.batch(1))
+        self._keys, self._all_keys = keys[:keep], keys
         return keep
 
     def observe(self, proposal: Proposal, accepted: int) -> None:
         # The accepted drafts and the first rejected one were judged; later ones were not.
         for i, key in enumerate(self._keys[: accepted + 1]):
             self.stats.record(key, i < accepted)
+        if accepted < len(proposal.tokens):
+            self.hindsight.rejected()
 
     def finish(self, history: list[int], prompt_tokens: int) -> None:
         """Keep this run's answer for later runs of the same target model."""
+        if self.adaptive:
+            self.hindsight.learn(history)
         if self.answers is not None:
             self.answers.add(history[prompt_tokens:], self.depth)
 
