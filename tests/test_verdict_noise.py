@@ -180,3 +180,27 @@ def test_pay_recommends_nothing_within_noise_and_names_the_tied_ks() -> None:
 def test_judge_of_nothing() -> None:
     v = judge([Candidate("x", "X", ())])
     assert v.kind == "none" and v.best is None
+
+
+def silent(track: str) -> RunResult:
+    """A run whose model ended its answer at once: no token, so no speed."""
+    return RunResult(track, "", "eos", 5, 0, 0, 0, 0, 0.0, 0.1, 0.0, 0.0,  # type: ignore[arg-type]
+                     {}, {})
+
+
+def test_a_track_that_wrote_no_token_has_no_speed_and_is_never_crowned() -> None:
+    from app.core.verdict import wrote_nothing
+
+    assert wrote_nothing(silent("moe")) == (
+        "the model ended its answer at once (end-of-text as the first token)")
+    assert wrote_nothing(result("moe")) is None
+    c = Comparison([run("baseline", [1.0]), ComparedRun(silent("moe"), None, False),
+                    run("lookup", [1.5])])
+    v = judge_comparison(c)
+    assert v.kind == "best" and v.best == "lookup"
+    assert "wrote no token: the model ended its answer at once" in v.text
+    alone = judge_comparison(Comparison([run("baseline", [1.0]),
+                                         ComparedRun(silent("moe"), None, False)]))
+    assert alone.kind == "none" and alone.short == "wrote no token"
+    assert alone.text.startswith("No speedup to judge. ")
+    assert "did not finish" not in alone.text

@@ -97,8 +97,10 @@ def compare(
     for i, track_runs in enumerate(runs):
         if not track_runs:
             continue
+        # A run that wrote no token has no speed (``verdict.wrote_nothing``), not 0x.
         paired = [r.tokens_per_second / b.tokens_per_second
-                  for r, b in zip(track_runs, runs[0], strict=False) if b.tokens_per_second > 0]
+                  for r, b in zip(track_runs, runs[0], strict=False)
+                  if b.tokens_per_second > 0 and r.n_generated]
         rep_stats = Repeats([r.tokens_per_second for r in track_runs], paired)
         # The median run: by paired speedup where every run has one, else by its speed.
         key = paired if i and len(paired) == len(track_runs) else rep_stats.tokens_per_second
@@ -146,7 +148,7 @@ def _judged(
             speed: float | None = statistics.median(reps.speedups)
         else:
             speed = (r.tokens_per_second / base.tokens_per_second
-                     if base.tokens_per_second > 0 else None)
+                     if base.tokens_per_second > 0 and r.n_generated else None)
         diff = first_difference(base.token_ids, r.token_ids)
         n = min(len(base.token_ids), len(r.token_ids))
         run = ComparedRun(r, speed, diff is None, repeats=reps)

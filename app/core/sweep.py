@@ -33,7 +33,7 @@ from app.core.gguf_info import inspect_model
 from app.core.labels import setting_label
 from app.core.session import Session
 from app.core.tracks import Track, get_track
-from app.core.verdict import Candidate, Verdict, idle_reason, judge
+from app.core.verdict import Candidate, Verdict, idle_reason, judge, wrote_nothing
 
 # Besides every source setting with sweep values (registry), a sweep can change K and the
 # expert count.
@@ -103,13 +103,8 @@ class SweepPoint:
 
     @property
     def wrote_nothing(self) -> str | None:
-        """Why this value's run has no answer to time, if it has none: with few experts a
-        model may end its answer before the first token."""
-        if self.result.n_generated:
-            return None
-        if self.result.stop_reason == "eos":
-            return "the model ended its answer at once (end-of-text as the first token)"
-        return f"no token written ({self.result.stop_reason})"
+        """Why this value's run has no answer to time (``verdict.wrote_nothing``)."""
+        return wrote_nothing(self.result)
 
     @property
     def acceptance_rate(self) -> float | None:
@@ -281,7 +276,7 @@ def judge_sweep(sweep: Sweep, max_divergence: float = MAX_DIVERGENCE) -> Verdict
     candidates = [
         Candidate(str(i), f"{name} = {p.value:g}",
                   tuple(p.speedups) or ((p.speedup,) if p.speedup is not None else ()),
-                  p.drafted_nothing)
+                  p.drafted_nothing, p.wrote_nothing)
         for i, p in enumerate(sweep.points) if not lossy or p.divergence <= max_divergence
     ]
     return judge(candidates, noun="value")

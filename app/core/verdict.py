@@ -184,6 +184,16 @@ def format_speedup(speedups: Sequence[float] | float | None, times: str = "×",
     return text
 
 
+def wrote_nothing(result: RunResult) -> str | None:
+    """Why ``result`` has no answer to time, if it has none (its 0 tokens/s is not a speed):
+    with few experts a model may end its answer before the first token."""
+    if result.n_generated or result.stop_reason == "cancelled":
+        return None
+    if result.stop_reason == "eos":
+        return "the model ended its answer at once (end-of-text as the first token)"
+    return f"no token written ({result.stop_reason})"
+
+
 def idle_reason(result: RunResult) -> str | None:
     """Why a speculating track drafted nothing in ``result`` (its notes, or that none was
     recorded); None when it drafted, does not speculate, or stopped before answering."""
@@ -213,6 +223,7 @@ class Candidate:
     label: str
     speedups: tuple[float, ...]
     idle: str | None = None
+    empty: str | None = None  # why it wrote no token (``wrote_nothing``): no speed at all
 
     @property
     def band(self) -> Band | None:
@@ -245,11 +256,14 @@ def judge(candidates: Sequence[Candidate], noun: str = "track") -> Verdict:
     banded = [(c, b) for c in candidates if (b := c.band) is not None]
     idle = [(c, b) for c, b in banded if c.idle is not None]
     active = [(c, b) for c, b in banded if c.idle is None]
-    idle_text = _idle_sentences(idle, len(banded), noun)
+    idle_text = _idle_sentences(idle, len(banded), noun) + "".join(
+        f" {c.label} wrote no token: {c.empty}." for c in candidates if c.empty)
     single = len(candidates) == 1
     if not banded:
-        return Verdict("none", None, (), "No speedup to judge: the baseline did not finish."
-                       + idle_text, "—")
+        head = ("No speedup to judge." if any(c.empty for c in candidates)
+                else "No speedup to judge: the baseline did not finish.")
+        short = "wrote no token" if single and candidates[0].empty else "—"
+        return Verdict("none", None, (), head + idle_text, short)
     if not active:
         return Verdict("idle", None, (), "Nothing was drafted, so nothing can beat the "
                        "baseline." + idle_text, "drafted nothing")
@@ -313,7 +327,8 @@ def _idle_sentences(idle: list[tuple[Candidate, Band]], total: int, noun: str) -
 
 def candidate_of(run: ComparedRun) -> Candidate:
     r = run.result
-    return Candidate(r.track, track_label(r.track), tuple(speedups_of(run)), idle_reason(r))
+    return Candidate(r.track, track_label(r.track), tuple(speedups_of(run)), idle_reason(r),
+                     wrote_nothing(r))
 
 
 def judge_comparison(c: Comparison) -> Verdict:

@@ -25,7 +25,13 @@ from PySide6.QtWidgets import (
 
 from app.core.labels import FIELD_HELP, field_label, stop_label, track_label
 from app.core.metrics import LiveMetrics, mean_accepted_length
-from app.core.verdict import ComparedRun, format_speedup, idle_reason, speedups_of
+from app.core.verdict import (
+    ComparedRun,
+    format_speedup,
+    idle_reason,
+    speedups_of,
+    wrote_nothing,
+)
 from app.ui.jobs import fmt_rate, hint
 from app.ui.token_view import TokenView
 from app.ui.worker import EventBuffer
@@ -167,7 +173,10 @@ class TrackColumn(QGroupBox):
         v = self.values
         reps = run.repeats
         many = reps is not None and len(reps.tokens_per_second) > 1
-        if reps is not None and many:
+        empty = wrote_nothing(r)
+        if empty is not None:  # 0 tokens/s is not a speed: "0.00×" would read as very slow
+            v["tps"].setText("— wrote no token")
+        elif reps is not None and many:
             tps = reps.tokens_per_second
             v["tps"].setText(f"{statistics.median(tps):.1f} ({min(tps):.1f}–{max(tps):.1f}, "
                              f"{len(tps)} runs)")
@@ -176,6 +185,8 @@ class TrackColumn(QGroupBox):
         if run is baseline:
             v["speedup"].setText("1.00× (reference)" + (f", run {len(reps.tokens_per_second)}"
                                                         " times" if reps and many else ""))
+        elif empty is not None:
+            v["speedup"].setText("—")
         else:
             v["speedup"].setText(format_speedup(speedups_of(run)))
         idle = idle_reason(r)
@@ -206,6 +217,8 @@ class TrackColumn(QGroupBox):
         if many:
             state += " · answer and curve of the median run"
         notes = [n for n in r.notes if idle is None]  # an idle reason is said above
+        if empty is not None:
+            notes.insert(0, f"No speed: {empty}.")
         self.state.setText("\n".join([state, *notes]))
         if r.stop_reason == "cancelled":
             self.tokens.add_note("  ■ cancelled — partial answer")
