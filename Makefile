@@ -17,6 +17,14 @@ TEST_MODELS := smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b gemma3-270m qw
 NICE ?= 19
 # llama.cpp's RPC backend lets `decodelab worker` serve layers and `--rpc` use them.
 LLAMA_CMAKE_ARGS ?= -DGGML_RPC=on
+# llama.cpp's AMX kernels crash some Sapphire Rapids machines (ggml-org/llama.cpp#20824; a
+# segfault in ggml_backend_amx_mul_mat on the first decode, seen on this project's CI kind):
+# on x86-64 llama.cpp is compiled without them (-march=native would enable them); decoding
+# one token at a time gains nothing from AMX. The app also refuses AMX at run time.
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CFLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+endif
+LLAMA_BUILD_ENV = CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)"
 
 .PHONY: setup run test lint models package package-native clean
 
@@ -27,12 +35,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "==> installing DecodeLab and its test tools (the first install compiles llama.cpp: about 7 minutes on 2 cores)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --progress-bar off -e '.[test]'
+	$(LLAMA_BUILD_ENV) $(PY) -m pip install --progress-bar off -e '.[test]'
 	@# pip reuses a wheel it built earlier whatever CMAKE_ARGS says: one built without the
-	@# RPC backend (remote workers) is rebuilt here, once, without the cache.
-	@$(PY) -c 'import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_rpc() else 1)' 2>/dev/null || { \
-		echo "==> the installed llama-cpp-python lacks the RPC backend: rebuilding it (about 7 minutes)"; \
-		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --progress-bar off --no-cache-dir \
+	@# RPC backend (remote workers) or with AMX kernels is rebuilt here, once, without the cache.
+	@$(PY) -c 'import llama_cpp, sys; info = llama_cpp.llama_print_system_info().decode(); \
+		sys.exit(0 if llama_cpp.llama_supports_rpc() and "AMX" not in info else 1)' 2>/dev/null || { \
+		echo "==> the installed llama-cpp-python lacks the RPC backend or has AMX kernels: rebuilding it (about 7 minutes)"; \
+		$(LLAMA_BUILD_ENV) $(PY) -m pip install --progress-bar off --no-cache-dir \
 			--force-reinstall --no-deps --no-binary llama-cpp-python "$$($(PY) -m pip show llama-cpp-python | sed -n 's/^Version: /llama-cpp-python==/p')"; }
 	@touch $(STAMP)
 

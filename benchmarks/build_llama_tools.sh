@@ -82,6 +82,14 @@ CMAKE_OPTS=(
     -DLLAMA_BUILD_EXAMPLES=ON
     -DLLAMA_BUILD_TOOLS=ON
 )
+# As the Makefile builds the app's llama.cpp: without AMX kernels on x86-64 (they crash
+# some Sapphire Rapids machines, ggml-org/llama.cpp#20824), unless CFLAGS says otherwise.
+if [[ "$(uname -m)" == "x86_64" ]]; then
+    export CFLAGS="${CFLAGS--mno-amx-tile -mno-amx-int8 -mno-amx-bf16}"
+    export CXXFLAGS="${CXXFLAGS-$CFLAGS}"
+fi
+# Given to CMake too: a build folder configured before keeps its first flags otherwise.
+CMAKE_OPTS+=("-DCMAKE_C_FLAGS=${CFLAGS:-}" "-DCMAKE_CXX_FLAGS=${CXXFLAGS:-}")
 EXTRA_ARGS=()
 if [[ -n "${CMAKE_ARGS:-}" ]]; then
     # shellcheck disable=SC2206  # word splitting is intended, as in scikit-build-core

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import re
@@ -108,7 +109,7 @@ class LoadedModel:
         self._devices = (ctypes.c_void_p * (len(workers) + 1))(*[d.handle for d in workers])
         self.placement: list[DevicePlacement] = []
         try:
-            with _on_devices(self._devices if workers else None), _LoadLog(bool(workers)) as log:
+            with _model_params(self._devices if workers else None), _LoadLog(bool(workers)) as log:
                 self.llama = llama_cpp.Llama(
                     self.path,
                     n_ctx=n_ctx,
@@ -294,24 +295,46 @@ def validate_expert_count(info: ModelInfo, count: int) -> None:
 PATCHING = threading.Lock()  # one library function swapped at a time
 
 
-@contextlib.contextmanager
-def _on_devices(devices: ctypes.Array[ctypes.c_void_p] | None) -> Iterator[None]:
-    """For one ``Llama(...)`` in this thread, set ``llama_model_params.devices``.
+@functools.cache
+def has_amx_kernels() -> bool:
+    """Was the loaded llama.cpp built with its AMX kernels? They crash on the first decode
+    on some Sapphire Rapids machines (ggml-org/llama.cpp#20824; seen on this project's CI
+    machines), and a model only uses them through llama.cpp's "extra" weight buffers."""
+    try:
+        found = "AMX" in llama_cpp.llama_print_system_info().decode(errors="replace")
+    except (AttributeError, OSError):
+        return False
+    if found:
+        logging.getLogger("app.core.llama_backend").warning(
+            "llama.cpp was built with AMX kernels, which crash on some CPUs: its extra "
+            "weight buffers are off (slower Q4 kernels); `make setup` builds without AMX")
+    return found
 
-    ``Llama`` takes no device list (its ``rpc_servers`` is ignored) and builds its params
-    inside its constructor: for that call, the model wrapper it constructs is swapped for one
-    that sets the field first. Other threads constructing models meanwhile are not touched."""
-    if devices is None:
+
+@contextlib.contextmanager
+def _model_params(devices: ctypes.Array[ctypes.c_void_p] | None) -> Iterator[None]:
+    """For one ``Llama(...)`` in this thread, set ``llama_model_params.devices`` and, where
+    llama.cpp has AMX kernels, turn its extra weight buffers off (AMX and repacking alike:
+    slower Q4 kernels on those builds, but no crash; ``make setup`` builds without AMX).
+
+    ``Llama`` takes neither (its ``rpc_servers`` is ignored) and builds its params inside
+    its constructor: for that call, the model wrapper it constructs is swapped for one that
+    sets the fields first. Other threads constructing models meanwhile are not touched."""
+    no_extra = has_amx_kernels()
+    if devices is None and not no_extra:
         yield
         return
     original = llama_internals.LlamaModel
     owner = threading.get_ident()
-    address = ctypes.addressof(devices)
+    address = ctypes.addressof(devices) if devices is not None else None
 
     class _Placed(original):  # type: ignore[misc, valid-type]
         def __init__(self, *, path_model: str, params: Any, verbose: bool = True) -> None:
             if threading.get_ident() == owner:
-                params.devices = address
+                if address is not None:
+                    params.devices = address
+                if no_extra:
+                    params.use_extra_bufts = False
             super().__init__(path_model=path_model, params=params, verbose=verbose)
 
     with PATCHING:
