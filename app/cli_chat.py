@@ -83,6 +83,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from app.cli_common import resolve_model
     from app.core.chat.conversation import Conversation
     from app.core.chat.store import ConversationStore
+    from app.core.cost_memory import default_memory
     from app.core.session import Session
 
     if args.json and not args.script:
@@ -102,7 +103,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             conv.system = args.system
     else:
         conv = Conversation(system=args.system)
-    session = Session()
+    session = Session(default_memory())
     chat = TerminalChat(args, session, store, conv, target, draft, track)
     try:
         if turns is not None:

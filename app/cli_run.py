@@ -298,13 +298,14 @@ def _example_draft() -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from app.cli_output import print_result, stream_sink
+    from app.core.cost_memory import default_memory
     from app.core.session import Session
 
     (track,) = _checked_tracks(args, [args.track])
     prompt = _prompt(args)  # a bad prompt file is refused before anything is loaded
     target, draft = _models(args)
     settings = settings_from(args, track)
-    session = Session()
+    session = Session(default_memory())
     try:
         sink = stream_sink() if args.stream and not args.json else None
         result = session.run(target, draft, prompt, settings, sink, _cancel_on_sigint())
@@ -345,6 +346,7 @@ def progress_line(done: int, total: int, result: RunResult) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from app.cli_output import print_comparison, write_csv
     from app.core.compare import compare
+    from app.core.cost_memory import default_memory
     from app.core.session import Session
 
     texts = [t.strip() for t in args.tracks.split(",") if t.strip()]
@@ -354,7 +356,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     prompt = _prompt(args)
     target, draft = _models(args)
     settings = settings_from(args, "baseline")
-    session = Session()
+    session = Session(default_memory())
     try:
         result = compare(
             session, target, draft, prompt, tracks, settings, cancel=_cancel_on_sigint(),

@@ -21,8 +21,10 @@ timing moves: it tells what adaptive drafting did from what the baseline's noise
 ``--rejudge FILE`` prints both from the runs of an earlier --json file without measuring.
 
 By default each repeat starts a new session, as separate ``decodelab compare`` commands do
-(costs and what the sources learned start empty); --keep-session keeps one session for the
-whole benchmark, as the window does (state carried across runs and prompts).
+(what the sources learned starts empty; the batch costs start from what earlier sessions of
+this benchmark measured, as the app remembers them, unless --no-cost-memory); --keep-session
+keeps one session for the whole benchmark, as the window does (state carried across runs
+and prompts).
 
 The lead's measurement (about 3 minutes per repeat and prompt on the F16 pair here):
 
@@ -38,11 +40,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from app.core.cost_memory import CostMemory
 from app.core.events import RunResult, RunSettings
 from app.core.models.library import resolve_model
 from app.core.session import Session
@@ -119,6 +123,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep-session", action="store_true",
                     help="one session for everything (the window's case)")
+    ap.add_argument("--no-cost-memory", action="store_true",
+                    help="every new session learns batch costs from the prior alone")
     ap.add_argument("--json", help="write every run's figures and the verdicts to this file")
     ap.add_argument("--rejudge", metavar="FILE",
                     help="judge the runs of an earlier --json file again; measure nothing")
@@ -139,16 +145,21 @@ def main() -> int:
     print(f"# {machine_summary()}")
     print(f"# target {args.target}, draft {args.draft}, {args.runs} runs per prompt, "
           f"{args.max_tokens} tokens, {args.threads} threads, chat, greedy, "
-          f"{'one session' if args.keep_session else 'a new session per repeat'}")
+          f"{'one session' if args.keep_session else 'a new session per repeat'}, "
+          f"batch costs {'not ' if args.no_cost_memory else ''}remembered across sessions")
     warm_page_cache(target, draft)
     records: list[dict[str, Any]] = []
-    session = Session()
+    # As the app's runs do, sessions remember the batch costs earlier ones measured; in a
+    # memory of this benchmark's own, so that its first repeat starts from the prior.
+    memory = None if args.no_cost_memory else CostMemory(
+        Path(tempfile.mkdtemp(prefix="decodelab-stability-")) / "batch_costs.json")
+    session = Session(memory)
     try:
         for name, text in texts.items():
             for rep in range(args.runs):
                 if not args.keep_session:
                     session.close()
-                    session = Session()
+                    session = Session(memory)
                 b = session.run(target, None, text, replace(base, track="baseline"))
                 done = [(c, session.run(target, draft, text, replace(
                     base, track=c.track, adaptive=c.adaptive, draft_max=c.k)))

@@ -70,6 +70,7 @@ class CostModel:
         self._levels: deque[float] = deque(maxlen=LEVEL_WINDOW)
         self._ratios: dict[int, deque[float]] = {}
         self._count: dict[int, int] = {}
+        self._remembered: set[int] = set()  # sizes still standing on ``remember``
         self._observed = 0
         self._draft_steps: deque[float] = deque(maxlen=WINDOW)
         self._catch_ups: deque[float] = deque(maxlen=WINDOW)
@@ -85,6 +86,20 @@ class CostModel:
         if slope != self.prior:
             self.prior = slope
             self._forget()
+
+    def remember(self, shapes: dict[int, float]) -> None:
+        """Start from the batch shapes (cost in plain steps) an earlier run measured on this
+        target (``app.core.cost_memory``): each stands for TRUST observations, so it is
+        believed at once, until the size has been measured TRUST times here."""
+        for n, steps in shapes.items():
+            if n > 1 and n <= self.max_batch and steps >= 1.0 and n not in self._ratios:
+                self._ratios[n] = deque([steps] * TRUST, maxlen=WINDOW)
+                self._remembered.add(n)
+        self._forget()
+
+    def shapes(self) -> dict[int, float]:
+        """The batch sizes known well enough to remember, in plain steps."""
+        return {n: median(r) for n, r in self._ratios.items() if len(r) >= TRUST}
 
     def wants_step(self) -> bool:
         """Should the next round be a plain step, to measure the unit? True until a plain
@@ -111,10 +126,16 @@ class CostModel:
         if self._level is None:
             self._level = seconds / self._shape(n, False)
         if n != 1:
-            self._ratios.setdefault(n, deque(maxlen=WINDOW)).append(seconds / self._level)
+            ratios = self._ratios.setdefault(n, deque(maxlen=WINDOW))
+            ratios.append(seconds / self._level)
+            if n in self._remembered and count + 1 >= TRUST:
+                # Measured here often enough: the memory has done its work.
+                self._remembered.discard(n)
+                self._ratios[n] = deque(list(ratios)[-TRUST:], maxlen=WINDOW)
             self._forget()
-        if self.trusted(n) or not self._levels:
-            # Only a size whose shape is known tells what a step costs now.
+        if n == 1 or self._count[n] >= TRUST or not self._levels:
+            # Only a size whose shape was measured here tells what a step costs now (not
+            # one only remembered: a wrong memory would move the step instead of itself).
             self._levels.append(seconds / self._shape(n, False))
             self._level = median(self._levels)
             self._cache.clear()

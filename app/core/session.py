@@ -17,6 +17,8 @@ from typing import Any
 from app.core.adaptive import CostModel
 from app.core.chat.render import prompt_tokens
 from app.core.compat import Compatibility, check_draft
+from app.core.cost_memory import CostMemory
+from app.core.cost_memory import target_key as memory_key
 from app.core.drafting.base import Drafter, held_tokens
 from app.core.drafting.registry import BuildContext
 from app.core.engine import EventSink, Generation
@@ -46,7 +48,11 @@ def render_prompt(model: LoadedModel, text: str, chat: bool, system: str | None)
 class Session:
     """Loaded models plus the guards; not thread-safe (the GUI calls it from one worker)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cost_memory: CostMemory | None = None) -> None:
+        """``cost_memory``: where batch costs measured here are kept for later sessions
+        (the app's own runs pass one; tests and benchmarks start from the prior unless they
+        ask for it)."""
+        self.cost_memory = cost_memory
         self.target: LoadedModel | None = None
         self.draft: LoadedModel | None = None
         self._target_key: tuple[object, ...] | None = None
@@ -120,6 +126,21 @@ class Session:
         """What adaptive drafting has measured for the loaded target, if anything."""
         return self.costs.get(self._target_key) if self._target_key else None
 
+    @staticmethod
+    def _memory_key(target: LoadedModel, s: RunSettings) -> str:
+        placement = (s.gpu_layers, *s.rpc, *s.rpc_split)
+        return memory_key(target.path, target.threads, placement)
+
+    def _costs(self, target: LoadedModel, s: RunSettings) -> CostModel:
+        """The loaded target's cost model; a new one starts from the remembered shapes."""
+        key = self._target_key or ()
+        costs = self.costs.get(key)
+        if costs is None:
+            costs = self.costs[key] = CostModel()
+            if self.cost_memory is not None:
+                costs.remember(self.cost_memory.load(self._memory_key(target, s)))
+        return costs
+
     # -- running --------------------------------------------------------------------------
     def run(
         self,
@@ -154,7 +175,7 @@ class Session:
         ids = tokens(target)
         if not ids:
             raise RefusedError("the prompt has no tokens")
-        costs = self.costs.setdefault(self._target_key or (), CostModel())
+        costs = self._costs(target, s)
         drafters: list[Drafter] = [
             src.build(BuildContext(s, target, draft, costs, self.memory.setdefault(src.id, {})))
             for src in track.draft_sources  # in priority order: the first with a draft wins
@@ -162,7 +183,11 @@ class Session:
         ]
         kept = held_tokens(target) if reuse else None
         gen = Generation(target, drafters, ids, s, on_event, cancel, costs, kept)
-        result = gen.run()
+        try:
+            result = gen.run()
+        finally:
+            if self.cost_memory is not None:
+                self.cost_memory.save(self._memory_key(target, s), costs.shapes())
         result.effective = {
             "track": track.id,
             "expert_used_count": target.expert_used_count if pair.target.is_moe else None,

@@ -85,9 +85,10 @@ class _Engine(QObject):
 
     def __init__(self) -> None:
         super().__init__()
+        from app.core.cost_memory import default_memory
         from app.core.session import Session  # loads llama.cpp: not at import time
 
-        self.session = Session()
+        self.session = Session(default_memory())
 
     @Slot(object)
     def execute(self, job: JobHandle) -> None:
