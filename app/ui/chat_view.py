@@ -362,8 +362,7 @@ class ChatView(QWidget):
 
         self.lane.submit(job, cancel=cancel, done=lambda out: self._ended(out, target, draft),
                          error=self._failed)
-        self.timer.setInterval(self.pacer.start())
-        self.timer.start()
+        self.pacer.begin(self.timer)
         self.update_enabled()
         self.status.setText("")
         self.turn_started.emit()

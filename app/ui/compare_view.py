@@ -266,8 +266,7 @@ class CompareView(JobView):
 
         if not self._begin(job, "loading the model…", len(self.columns) * repeats):
             return False
-        self.timer.setInterval(self.pacer.start())
-        self.timer.start()
+        self.pacer.begin(self.timer)
         return True
 
     def _set_running(self, running: bool) -> None:

@@ -58,6 +58,8 @@ class Timer(Protocol):
 
     def setInterval(self, msec: int) -> None: ...
 
+    def start(self) -> None: ...
+
 
 class Pacer:
     """The update interval of one streaming view; see the module docstring."""
@@ -84,6 +86,11 @@ class Pacer:
         self._last_plot = None
         self.share = None
         return self.interval_ms
+
+    def begin(self, timer: Timer) -> None:
+        """``start``, and start ``timer`` at the interval it returns."""
+        timer.setInterval(self.start())
+        timer.start()
 
     @property
     def plot_interval(self) -> float:

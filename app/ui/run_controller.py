@@ -149,11 +149,10 @@ class RunController(QObject):
         self.summary.clear(f"{track.label} · running")
         self._seen_token = False
         self._ticks = 0
-        self.timer.setInterval(self.pacer.start())
         self.lane.submit(job.run, cancel=job.cancel,
                          done=lambda result: self._finished(job, result),
                          error=lambda kind, message: self._failed(job, kind, message))
-        self.timer.start()
+        self.pacer.begin(self.timer)
         self.update_enabled()
         self.run_started.emit()
         return True

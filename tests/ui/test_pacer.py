@@ -21,13 +21,16 @@ class Scripted(GuiClock):
 
 class FakeTimer:
     def __init__(self, ms: int) -> None:
-        self.ms, self.sets = ms, 0
+        self.ms, self.sets, self.started = ms, 0, False
 
     def interval(self) -> int:
         return self.ms
 
     def setInterval(self, msec: int) -> None:
         self.ms, self.sets = msec, self.sets + 1
+
+    def start(self) -> None:
+        self.started = True
 
 
 def run_for(pacer: Pacer, clock: Scripted, seconds: float, share: float) -> int:
@@ -96,6 +99,16 @@ def test_a_new_run_starts_where_the_last_one_ended() -> None:
     assert pacer.start() == stretched and pacer.share is None
     # A cheaper run (a slower model, fewer tokens per update) goes back to the base.
     assert run_for(pacer, clock, 30.0, 0.1 * BUDGET) == 80
+
+
+def test_begin_starts_the_timer_at_the_rate_the_last_run_ended_with() -> None:
+    clock = Scripted()
+    pacer = Pacer(80, 0.5, clock)
+    stretched = run_for(pacer, clock, 3.0, 3 * BUDGET)
+    assert stretched > 80
+    timer = FakeTimer(80)
+    pacer.begin(timer)
+    assert timer.ms == stretched and timer.started
 
 
 def test_pace_sets_the_timer_only_when_the_interval_changes() -> None:
