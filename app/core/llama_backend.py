@@ -66,6 +66,8 @@ def physical_cores() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+log = logging.getLogger("app.core.llama_backend")
+
 @dataclass
 class LoadOptions:
     n_ctx: int = 4096
@@ -151,6 +153,29 @@ class LoadedModel:
         # Counts every change of the cache (decode, trim, reset): whoever records what the
         # cache holds (drafting.base.hold) can tell that someone changed it since.
         self.changes = 0
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One untimed decode, then an empty cache, as llama.cpp's own tools do after a load.
+
+        The first decode touches every weight page of the mapped file (and allocates the
+        compute buffers): without this the first run after a load paid it in its timings,
+        about 1.5 % of a 160-token Track 1 run with the 0.5B draft on the F16 target, so
+        whichever configuration ran first after a draft model was loaded looked slower
+        (benchmarks/RESULTS.md, session 9). All experts of an MoE are touched
+        (``llama_set_warmup``), not only those one token routes to."""
+        vocab = self.vocab
+        tokens = [t for t in (llama_cpp.llama_vocab_bos(vocab), llama_cpp.llama_vocab_eos(vocab))
+                  if t >= 0] or [0]
+        llama_cpp.llama_set_warmup(self.ctx, True)
+        try:
+            self._decode(tokens, True)
+            llama_cpp.llama_synchronize(self.ctx)
+        except DecodeLabError as exc:  # a model that cannot decode fails on its first run
+            log.debug("warm-up decode failed: %s", exc)
+        finally:
+            llama_cpp.llama_set_warmup(self.ctx, False)
+            self.reset()
 
     # -- tokens -------------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool, special: bool = True) -> list[int]:
@@ -305,7 +330,7 @@ def has_amx_kernels() -> bool:
     except (AttributeError, OSError):
         return False
     if found:
-        logging.getLogger("app.core.llama_backend").warning(
+        log.warning(
             "llama.cpp was built with AMX kernels, which crash on some CPUs: its extra "
             "weight buffers are off (slower Q4 kernels); `make setup` builds without AMX")
     return found
