@@ -3,8 +3,8 @@
 For every prompt (the shared prompts of ../shared/prompts and benchmarks/prompts/*.txt:
 a refactor, an extraction, a translation of code, a long summary), each repeat runs, one
 after the other: the baseline, then per track (Track 1 ``draft``, Track 8 ``lookup``)
-adaptive drafting at each K of --adaptive-ks and fixed drafting at each K of --ks, then the
-baseline again. Speedups are paired: over the mean of the repeat's two baselines (one
+adaptive drafting at each K of --adaptive-ks and fixed drafting at each K of --ks (each
+repeat starting one configuration later, round the list), then the baseline again. Speedups are paired: over the mean of the repeat's two baselines (one
 baseline per repeat made the baseline the noisiest figure of all: here its tokens/s varied
 by 8-9 % between repeats, the drafting runs' by 3-6 %, and every speedup of a repeat moved
 with it; two, before and after, halve that and cancel a steady drift). The table gives per
@@ -161,9 +161,12 @@ def main() -> int:
                     session.close()
                     session = Session(memory)
                 b = session.run(target, None, text, replace(base, track="baseline"))
+                # Each repeat starts the round at the next configuration: none always runs
+                # first after a load or at the same point of the machine's drift.
+                turn = rep % len(configs)
                 done = [(c, session.run(target, draft, text, replace(
                     base, track=c.track, adaptive=c.adaptive, draft_max=c.k)))
-                    for c in configs]
+                    for c in configs[turn:] + configs[:turn]]
                 after = session.run(target, None, text, replace(base, track="baseline"))
                 base_tps = (b.tokens_per_second + after.tokens_per_second) / 2
                 for c, r in done:
