@@ -149,6 +149,8 @@ def add_gui_arguments(p: argparse.ArgumentParser) -> None:
                    help="max tokens of the scripted runs")
     p.add_argument("--threads", type=setting_type("threads"), metavar="N",
                    help="threads of the scripted runs")
+    p.add_argument("--experts", type=setting_type("experts"), metavar="N",
+                   help="active experts of the scripted runs (Track 2, an MoE target)")
     from app.cli_rpc import add_rpc_arguments
 
     add_rpc_arguments(p)

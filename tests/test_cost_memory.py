@@ -112,7 +112,6 @@ def test_a_session_with_a_memory_saves_what_it_measured_and_the_next_starts_from
 ) -> None:
     memory = CostMemory(tmp_path / "costs.json")
     s = RunSettings(track="baseline", max_tokens=4, threads=1)
-    key = target_key(tiny_dense, s.threads, (s.gpu_layers,))
     first = Session(memory)
     # Batch shapes this session "measured" (given; a baseline run times only plain steps,
     # which leave them as they are).
@@ -121,6 +120,8 @@ def test_a_session_with_a_memory_saves_what_it_measured_and_the_next_starts_from
         first.run(tiny_dense, None, "a b c", s)
     finally:
         first.close()
+    (key,) = json.loads((tmp_path / "costs.json").read_text())["targets"]
+    assert key.startswith(f"{tiny_dense.name}|") and "threads=1" in key
     assert memory.load(key) == pytest.approx({2: 1.3, 9: 3.4})
 
     second = Session(memory)
@@ -139,3 +140,19 @@ def test_a_session_with_a_memory_saves_what_it_measured_and_the_next_starts_from
         assert costs is not None and costs.shapes() == {}
     finally:
         plain.close()
+
+
+def test_each_expert_count_keeps_its_own_costs(tmp_path: Path, tiny_moe: Path) -> None:
+    """Fewer active experts make every batch cheaper in another proportion: Track 2 at
+    1 expert must not start from the shapes measured with all of them."""
+    memory = CostMemory(tmp_path / "costs.json")
+    session = Session(memory)
+    give_costs(session, measured({2: 1.3}))  # type: ignore[arg-type]
+    try:
+        for experts in (1, 2):
+            s = RunSettings(track="moe", experts=experts, max_tokens=2, threads=1)
+            session.run(tiny_moe, None, "a b", s)
+    finally:
+        session.close()
+    keys = json.loads((tmp_path / "costs.json").read_text())["targets"]
+    assert sorted(k.split("|")[3].split(",")[0] for k in keys) == ["experts=1", "experts=2"]

@@ -42,15 +42,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def target_key(path: str | Path, threads: int, placement: tuple[object, ...] = ()) -> str:
-    """One target as the costs see it: its file (name and size), threads, where it runs."""
+def target_key(path: str | Path, threads: int, load: tuple[object, ...] = ()) -> str:
+    """One target as the costs see it: its file (name and size), threads, and the rest of
+    how it was loaded (experts, where its layers run)."""
     p = Path(path)
     try:
         size = p.stat().st_size
     except OSError:
         size = -1
-    where = ",".join(str(x) for x in placement)
-    return f"{p.name}|{size}|threads={threads}|{where}|{cpu_name()}"
+    how = ",".join(str(x) for x in load)
+    return f"{p.name}|{size}|threads={threads}|{how}|{cpu_name()}"
 
 
 class CostMemory:

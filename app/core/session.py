@@ -128,8 +128,9 @@ class Session:
 
     @staticmethod
     def _memory_key(target: LoadedModel, s: RunSettings) -> str:
-        placement = (s.gpu_layers, *s.rpc, *s.rpc_split)
-        return memory_key(target.path, target.threads, placement)
+        # Fewer experts (Track 2) or layers elsewhere give a batch another shape.
+        load = (f"experts={target.expert_used_count}", s.gpu_layers, *s.rpc, *s.rpc_split)
+        return memory_key(target.path, target.threads, load)
 
     def _costs(self, target: LoadedModel, s: RunSettings) -> CostModel:
         """The loaded target's cost model; a new one starts from the remembered shapes."""

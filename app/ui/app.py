@@ -188,6 +188,14 @@ class ScriptedSession(QObject):
         if self._stage == "models":
             if w.lane.busy or w.fetcher.active:
                 return
+            experts = getattr(a, "experts", None)
+            if experts is not None and self.exit_code == 0:
+                spin = w.tracks.settings.experts
+                if not spin.minimum() <= experts <= spin.maximum():
+                    w.show_error("refused", f"--experts {experts}: this model allows "
+                                            f"{spin.minimum()}–{spin.maximum()}")
+                    self._fail(EXIT_REFUSED)
+                spin.setValue(experts)
             if a.track and not w.tracks.select(a.track):
                 why = w.state.reasons(a.track)
                 reason = why[1] if why else "not available"

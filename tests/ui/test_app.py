@@ -198,6 +198,29 @@ def test_scripted_pay_view_measures_the_source_of_the_given_track(
     qtbot.wait(400)  # the (empty) capture step ends the session
 
 
+@pytest.mark.parametrize("experts, code", [(1, 0), (99, 2)])
+def test_scripted_session_sets_the_experts(
+    qtbot: Any, window: MainWindow, tiny_moe: Path, tmp_path: Path, experts: int, code: int
+) -> None:
+    """``--experts N`` runs Track 2 with N active experts; a count the model does not
+    have is refused (exit 2) before anything runs."""
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("one two three", encoding="utf-8")
+    args = build_parser().parse_args([
+        "gui", "--model", str(tiny_moe), "--track", "moe", "--prompt-file", str(prompt),
+        "--run", "--threads", "1", "--max-tokens", "4", "--experts", str(experts)])
+    session = ui_app.ScriptedSession(window, args)
+    session.start()
+    qtbot.waitUntil(lambda: session._stage == "done", timeout=120000)
+    assert session.exit_code == code
+    result = window.runs.last_result
+    if code == 0:
+        assert result is not None and result.effective["expert_used_count"] == 1
+    else:
+        assert result is None
+    qtbot.wait(200)
+
+
 def test_pay_panel_follows_a_track(
     qtbot: Any, window: MainWindow, tiny_dense: Path, tiny_draft: Path
 ) -> None:
