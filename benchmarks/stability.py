@@ -4,8 +4,9 @@ For every prompt (the shared prompts of ../shared/prompts and benchmarks/prompts
 a refactor, an extraction, a translation of code, a long summary), each repeat runs, one
 after the other: the baseline, then per track (Track 1 ``draft``, Track 8 ``lookup``)
 adaptive drafting at each K of --adaptive-ks and fixed drafting at each K of --ks (each
-repeat starting one configuration later, round the list), then the baseline again. Speedups are paired: over the mean of the repeat's two baselines (one
-baseline per repeat made the baseline the noisiest figure of all: here its tokens/s varied
+repeat starting one configuration later, round the list), then the baseline again.
+Speedups are paired: over the mean of the repeat's two baselines (one baseline per repeat
+made the baseline the noisiest figure of all: here its tokens/s varied
 by 8-9 % between repeats, the drafting runs' by 3-6 %, and every speedup of a repeat moved
 with it; two, before and after, halve that and cancel a steady drift). The table gives per
 configuration the median, lowest and highest speedup and the spread ((highest - lowest) /

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from app.core.labels import FIELD_HELP, field_label, stop_label, track_label
 from app.core.metrics import LiveMetrics, mean_accepted_length
+from app.core.tracks import find_track
 from app.core.verdict import (
     ComparedRun,
     format_speedup,
@@ -236,6 +237,12 @@ def difference_note(run: ComparedRun) -> str:
     d = run.first_difference
     if d is None:
         return ""
+    track = find_track(run.result.track)
+    experts = run.result.effective.get("expert_used_count")
+    if track is not None and track.moe and experts != run.result.effective.get("expert_count"):
+        return (f"Parts from the baseline at token {d}: with {experts} experts the model "
+                "itself is another one, so its answer may part anywhere (Track 2 is not "
+                "lossless; \u201cWill it pay?\u201d measures how often it agrees).")
     if run.baseline_margin is None:
         return (f"Parts from the baseline at token {d} (one answer is longer, or sampling "
                 "was on: no margin to judge).")

@@ -29,3 +29,20 @@ def test_a_track_that_wrote_no_token_shows_no_speed(qtbot: Any) -> None:
     column.show_result(ComparedRun(result("moe", 20, "max_tokens"), 1.0, True), base)
     assert column.values["tps"].text() == "10.0"
     assert "No speed" not in column.state.text()
+
+
+def test_fewer_experts_parting_from_the_baseline_is_not_called_suspicious() -> None:
+    """Track 2 changes the model: its answer parting from the baseline at a clear margin is
+    expected, not 'worth a closer look' as it would be for a lossless track."""
+    from app.ui.compare_columns import difference_note
+
+    moe = result("moe", 20, "max_tokens")
+    moe.effective = {"expert_used_count": 1, "expert_count": 16}
+    note = difference_note(ComparedRun(moe, 1.7, False, 0, 2.8))
+    assert "not lossless" in note and "closer look" not in note
+    lookup = ComparedRun(result("lookup", 20, "max_tokens"), 1.7, False, 3, 2.8)
+    assert "worth a closer look" in difference_note(lookup)
+    # All of the model's experts: the same model, so lossless again.
+    same = result("moe", 20, "max_tokens")
+    same.effective = {"expert_used_count": 16, "expert_count": 16}
+    assert "worth a closer look" in difference_note(ComparedRun(same, 1.0, False, 3, 2.8))
