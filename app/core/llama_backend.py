@@ -159,11 +159,11 @@ class LoadedModel:
         """One untimed decode, then an empty cache, as llama.cpp's own tools do after a load.
 
         The first decode touches every weight page of the mapped file (and allocates the
-        compute buffers): without this the first run after a load paid it in its timings,
-        about 1.5 % of a 160-token Track 1 run with the 0.5B draft on the F16 target, so
-        whichever configuration ran first after a draft model was loaded looked slower
-        (benchmarks/RESULTS.md, session 9). All experts of an MoE are touched
-        (``llama_set_warmup``), not only those one token routes to."""
+        compute buffers): without this the first run after a load paid for that in its own
+        timings, so whichever configuration ran first after a model was loaded started at a
+        disadvantage (how much was not separated from other effects: benchmarks/RESULTS.md,
+        session 9). All experts of an MoE are touched (``llama_set_warmup``), not only
+        those one token routes to."""
         vocab = self.vocab
         tokens = [t for t in (llama_cpp.llama_vocab_bos(vocab), llama_cpp.llama_vocab_eos(vocab))
                   if t >= 0] or [0]
