@@ -38,6 +38,7 @@ from app.ui.token_view import TokenView
 from app.ui.worker import EventBuffer
 
 DIFF_BG = "#ffd54f"
+DIFF_FG = "#1a1a1a"  # the text on it, light theme or dark
 
 
 def highlight(view: TokenView, positions: list[int], tip: str = "") -> None:
@@ -53,6 +54,7 @@ def highlight(view: TokenView, positions: list[int], tip: str = "") -> None:
         cursor.setPosition(max(span[1], span[0] + 1), QTextCursor.MoveMode.KeepAnchor)
         fmt = QTextCharFormat()
         fmt.setBackground(QColor(DIFF_BG))
+        fmt.setForeground(QColor(DIFF_FG))
         fmt.setFontUnderline(True)
         fmt.setUnderlineColor(QColor("#c62828"))
         if tip:
@@ -240,7 +242,8 @@ def difference_note(run: ComparedRun) -> str:
     track = find_track(run.result.track)
     experts = run.result.effective.get("expert_used_count")
     if track is not None and track.moe and experts != run.result.effective.get("expert_count"):
-        return (f"Parts from the baseline at token {d}: with {experts} experts the model "
+        many = "expert" if experts == 1 else "experts"
+        return (f"Parts from the baseline at token {d}: with {experts} {many} the model "
                 "itself is another one, so its answer may part anywhere (Track 2 is not "
                 "lossless; \u201cWill it pay?\u201d measures how often it agrees).")
     if run.baseline_margin is None:

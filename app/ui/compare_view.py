@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from app.core.compare import Comparison, compare
 from app.core.labels import track_label
 from app.core.tracks import working
-from app.ui.compare_columns import DIFF_BG, TrackColumn, difference_note
+from app.ui.compare_columns import DIFF_BG, DIFF_FG, TrackColumn, difference_note
 from app.ui.jobs import (
     ContextProvider,
     JobView,
@@ -190,9 +190,10 @@ class CompareView(JobView):
         self.verdict.hide()
         layout.addWidget(self.verdict)
         # The Run tab's legend, once for all columns, with the difference marker added.
+        # Dark text on the yellow marker in either theme (light text on it is unreadable).
         self.legend = hint(legend_html() + f" &nbsp; <span style='background:{DIFF_BG};"
-                           "text-decoration:underline'>&nbsp;first difference from the "
-                           "baseline&nbsp;</span>")
+                           f"color:{DIFF_FG};text-decoration:underline'>&nbsp;first "
+                           "difference from the baseline&nbsp;</span>")
         layout.addWidget(self.legend)
 
         self.strip = QWidget()
