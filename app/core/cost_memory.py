@@ -97,8 +97,7 @@ class CostMemory:
             targets.pop(next(iter(targets)))
         text = json.dumps({"version": VERSION, "targets": targets}, indent=1)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, text)
+            atomic_write_text(self.path, text)  # creates the folder too
         except OSError as exc:
             log.warning("batch costs not remembered: cannot write %s (%s)", self.path, exc)
 

@@ -68,6 +68,7 @@ def physical_cores() -> int:
 
 log = logging.getLogger("app.core.llama_backend")
 
+
 @dataclass
 class LoadOptions:
     n_ctx: int = 4096
@@ -111,7 +112,8 @@ class LoadedModel:
         self._devices = (ctypes.c_void_p * (len(workers) + 1))(*[d.handle for d in workers])
         self.placement: list[DevicePlacement] = []
         try:
-            with _model_params(self._devices if workers else None), _LoadLog(bool(workers)) as log:
+            placed = _model_params(self._devices if workers else None)
+            with placed, _LoadLog(bool(workers)) as load_log:
                 self.llama = llama_cpp.Llama(
                     self.path,
                     n_ctx=n_ctx,
@@ -133,7 +135,7 @@ class LoadedModel:
             raise ModelFileError(self.path, f"llama.cpp could not load it: {detail}") from exc
         if workers:
             n_layers = int(llama_cpp.llama_model_n_layer(self.llama.model)) + 1  # + output
-            self.placement = _placement(log.lines, workers, n_layers)
+            self.placement = _placement(load_log.lines, workers, n_layers)
         self.ctx = self.llama.ctx
         self.model = self.llama.model
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
