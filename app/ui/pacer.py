@@ -5,8 +5,12 @@ The window must not slow the run it measures: llama.cpp keeps every core busy, s
 millisecond the GUI thread spends on text, plots and numbers during a run is taken from the
 decode. What an update costs depends on the model's speed (tokens per update), the window's
 size and the machine, so no fixed rate is right everywhere: at the base rates SmolLM2
-(~110 tokens/s) cost the GUI thread 3.3 % of the run here, a 1.5B model 1.2 %. The pacer
-measures the GUI thread's own CPU seconds per wall second over the last second of updates
+(~110 tokens/s) cost the GUI thread 3.3 % of the run here, a 1.5B model 1.2 %. And the
+share is what the run loses, not half of it: a paint that preempts one of llama.cpp's two
+threads stalls the other at the next barrier (SmolLM2 with Track 8 at 90 tokens/s ran at
+0.95-0.97 of the command line with the GUI thread at 2-2.5 %, 1.00 with the updates off).
+The pacer measures the GUI thread's own CPU seconds per wall second over the last WINDOW of
+updates
 (``GuiClock``: the thread's CPU clock, so other threads' work never counts) and stretches the
 update interval, up to MAX_MS, while that share is above BUDGET; it returns to the base
 rate when the share falls well below. After each change it waits a whole WINDOW before the
@@ -25,11 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-BUDGET = 0.02  # GUI-thread CPU seconds per wall second the live updates may take
-MAX_MS = 300  # the slowest text update: still reads as streaming
-WINDOW = 1.0  # seconds of updates a decision rests on
+BUDGET = 0.01  # GUI-thread CPU seconds per wall second the live updates may take
+MAX_MS = 400  # the slowest text update: still reads as streaming
+WINDOW = 0.5  # seconds of updates a decision rests on
 RELAX = 0.5  # below this share of the budget, the interval shrinks back toward the base
-STRETCH_LIMIT = 2.0  # at most this factor per decision: one busy second is not a trend
+STRETCH_LIMIT = 3.0  # at most this factor per decision: one busy half second is not a trend
 
 
 @dataclass

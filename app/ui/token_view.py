@@ -175,16 +175,22 @@ class _AnswerEdit(QPlainTextEdit):
         self.marker_at: list[int] = []  # RejectMarker.at, ascending, for bisecting
         self.marker_colour = QColor(theme().marker)
 
-    def visible_markers(self) -> list[tuple[RejectMarker, QRect]]:
-        """The markers in view with the caret rectangle at each (viewport coordinates)."""
+    def visible_markers(self, area: QRect | None = None) -> list[tuple[RejectMarker, QRect]]:
+        """The markers in view (or in ``area`` of the viewport) with the caret rectangle at
+        each (viewport coordinates)."""
         if not self.markers:
             return []
         block = self.firstVisibleBlock()
         if not block.isValid():
             return []
-        vp = self.viewport()
-        first = block.position()
-        last = self.cursorForPosition(QPoint(vp.width(), vp.height())).position()
+        if area is None:
+            vp = self.viewport()
+            first = block.position()
+            last = self.cursorForPosition(QPoint(vp.width(), vp.height())).position()
+        else:  # the lines the area touches, whole (a caret at a line's end sits past it)
+            first = self.cursorForPosition(QPoint(0, area.top())).block().position()
+            end = self.cursorForPosition(QPoint(self.viewport().width(), area.bottom()))
+            last = end.block().position() + end.block().length()
         out: list[tuple[RejectMarker, QRect]] = []
         cursor = QTextCursor(self.document())
         for i in range(bisect_left(self.marker_at, first), bisect_right(self.marker_at, last)):
@@ -195,7 +201,9 @@ class _AnswerEdit(QPlainTextEdit):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
-        shown = self.visible_markers()
+        # Only the markers in the repainted area: during a run most paints are the few
+        # lines just appended, and placing every visible marker cost a third of each paint.
+        shown = self.visible_markers(event.rect())
         if not shown:
             return
         painter = QPainter(self.viewport())

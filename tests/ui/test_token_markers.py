@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QPoint
+from PySide6.QtCore import QPoint, QRect
 from PySide6.QtGui import QTextCursor
 
 from app.core.events import RejectionEvent, TokenEvent
@@ -156,3 +156,21 @@ def test_the_end_stays_in_view_unless_the_user_scrolled_away(
     bar.setValue(bar.maximum())  # ... and back to the end: followed again
     add_lines(10, 70)
     assert end_visible()
+
+
+def test_a_partial_repaint_places_exactly_the_markers_on_its_lines(view: TokenView) -> None:
+    # During a run most paints are the few lines just appended: the markers of those lines,
+    # whole (a marker at a line's very end included), and none of the others.
+    evs: list[Any] = []
+    for line in range(6):
+        evs.append(TokenEvent(line, f"line_{line} = {line}", 2 * line, "target", None, line, 0.0))
+        evs.append(RejectionEvent(100 + line, " + 1", 2 * line + 1, "lookup", line))
+        evs.append(TokenEvent(50 + line, "\n", 2 * line + 1, "target", None, line, 0.0))
+    view.append(evs)
+    shown = view.edit.visible_markers()
+    assert len(shown) == 6
+    for marker, rect in shown:
+        line_area = QRect(0, rect.top(), view.edit.viewport().width(), rect.height())
+        assert [m for m, _ in view.edit.visible_markers(line_area)] == [marker]
+    whole = view.edit.viewport().rect()
+    assert [m for m, _ in view.edit.visible_markers(whole)] == [m for m, _ in shown]
