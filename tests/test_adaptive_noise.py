@@ -174,6 +174,21 @@ def test_a_previous_run_where_drafting_did_not_pay_does_not_stop_this_one(
     assert rejected[0][1] > 50  # what it learned is kept for later runs
 
 
+def test_a_first_round_drafts_the_whole_k_as_fixed_drafting_would(tiny_draft: Path) -> None:
+    """Before this run's acceptance is known, a fresh pair (or one whose earlier drafts were
+    mostly accepted) drafts the user's K by the fixed rule: a shorter first draft cost a
+    whole round against fixed K."""
+    costs = GivenCosts(step=STEP, slope=0.1, draft_step=0.005)
+    with drafter(tiny_draft, costs, None) as d:
+        assert rounds(d, list(range(5, 40)), 1, accept=True) == [8]
+    accepted = [[45.0, 50.0] for _ in range(CONFIDENCE_BANDS)]
+    with drafter(tiny_draft, costs, accepted) as d:
+        assert rounds(d, list(range(5, 40)), 1, accept=True) == [8]
+    # ... and by the fixed rule: a draft token below p-min ends it, as in fixed drafting
+    with drafter(tiny_draft, costs, None, p_min=0.999) as d:
+        assert rounds(d, list(range(5, 40)), 1, accept=True) == [1]
+
+
 def test_high_acceptance_keeps_drafting_at_the_floor(tiny_draft: Path) -> None:
     """The pair's long-run acceptance says drafting hardly pays, but this run's drafts are
     accepted: the drafts stay at least as long as the fixed K that acceptance supports."""
