@@ -189,6 +189,22 @@ def test_a_first_round_drafts_the_whole_k_as_fixed_drafting_would(tiny_draft: Pa
         assert rounds(d, list(range(5, 40)), 1, accept=True) == [1]
 
 
+def test_early_rounds_draft_the_whole_k_until_the_first_rejection(tiny_draft: Path) -> None:
+    """Until FLOOR_JUDGED drafts were judged, a run that has seen no rejection drafts the
+    whole K, although its costs (a batch dear enough that 0.7 acceptance pays for about 2
+    drafts) and a fresh pair's prior would plan short; a rejection ends that."""
+    costs = GivenCosts(step=STEP, slope=0.3, draft_step=0.005)
+    prompt = list(range(5, 40))
+    for taken, expect_whole_k in ((3, True), (0, False)):
+        with drafter(tiny_draft, costs, None) as d:
+            d.prefill(prompt, threading.Event())
+            first = d.propose(prompt, 3)  # a short first draft: 3 judged, under FLOOR_JUDGED
+            assert len(first.tokens) == 3
+            d.observe(first, taken)
+            history = [*prompt, *first.tokens[:taken], 7]
+            assert (len(d.propose(history, 8).tokens) == 8) is expect_whole_k
+
+
 def test_high_acceptance_keeps_drafting_at_the_floor(tiny_draft: Path) -> None:
     """The pair's long-run acceptance says drafting hardly pays, but this run's drafts are
     accepted: the drafts stay at least as long as the fixed K that acceptance supports."""

@@ -55,6 +55,24 @@ def test_remembered_shapes_are_believed_at_once_and_live_timings_take_over() -> 
     assert costs.steps(2) == pytest.approx(1.2)
 
 
+def test_a_model_started_from_memory_drafts_at_once_and_keeps_its_unit() -> None:
+    """No plain rounds first: the first verify batch over its remembered shape is a step's
+    cost now; a later slow plain step joins the level instead of rescaling every shape."""
+    costs = CostModel(slope=0.13)
+    costs.remember({2: 1.5, 9: 2.7})
+    assert not costs.wants_step()
+    # Before any timing the estimates are in steps, from the memory.
+    assert costs.batch(9, optimistic=True) == pytest.approx(2.7)
+    costs.observe(9, STEP * 2.7)
+    assert costs.batch(1) == pytest.approx(STEP)
+    assert costs.batch(2, optimistic=True) == pytest.approx(STEP * 1.5)
+    costs.observe(1, 3 * STEP)  # one slow plain step
+    assert costs.steps(9) == pytest.approx(2.7) and costs.steps(2) == pytest.approx(1.5)
+    assert not costs.wants_step()
+    # A fresh model (no memory) still measures its plain steps first.
+    assert CostModel().wants_step()
+
+
 def test_memory_round_trips_per_target_and_keeps_the_latest(tmp_path: Path) -> None:
     memory = CostMemory(tmp_path / "costs.json")
     assert memory.load("a") == {}
@@ -156,3 +174,31 @@ def test_each_expert_count_keeps_its_own_costs(tmp_path: Path, tiny_moe: Path) -
         session.close()
     keys = json.loads((tmp_path / "costs.json").read_text())["targets"]
     assert sorted(k.split("|")[3].split(",")[0] for k in keys) == ["experts=1", "experts=2"]
+
+
+def test_a_run_started_from_memory_drafts_in_its_first_round(
+    tmp_path: Path, tiny_dense: Path, tiny_draft: Path
+) -> None:
+    """The engine asks for plain rounds only while the unit is unknown: a fresh session's
+    first adaptive rounds are plain steps, one started from remembered shapes drafts at once."""
+    from app.core.events import RoundEvent
+
+    memory = CostMemory(tmp_path / "costs.json")
+    saver = Session(memory)
+    give_costs(saver, measured({2: 1.3, 5: 2.0, 9: 3.4}))  # type: ignore[arg-type]
+    try:
+        saver.run(tiny_dense, None, "a b c", RunSettings(track="baseline", max_tokens=2,
+                                                           threads=1))
+    finally:
+        saver.close()
+    s = RunSettings(track="draft", max_tokens=12, ctx=512, threads=1)
+
+    def first_round(session: Session) -> RoundEvent:
+        try:
+            r = session.run(tiny_dense, tiny_draft, "one two three four", s)
+        finally:
+            session.close()
+        return next(e for e in r.events if isinstance(e, RoundEvent))
+
+    assert first_round(Session()).proposed == 0  # measuring a plain step
+    assert first_round(Session(memory)).proposed > 0

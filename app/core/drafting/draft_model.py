@@ -2,7 +2,8 @@
 
 Adaptive drafting plans each round's length from the pair's acceptance and the measured
 costs (``app.core.adaptive``), and guards against deciding from noise or from the past:
-- a run's first round drafts the user's whole K by the fixed rule, as fixed drafting would;
+- a run's first rounds (until its first rejection or FLOOR_JUDGED judged drafts) draft the
+  user's whole K by the fixed rule, as fixed drafting would;
   what earlier runs learned about the pair weighs at most CARRIED judged drafts, and a run
   whose carried acceptance says "does not pay" still probes in its first round;
 - while this run's recent acceptance is high, it drafts at least the fixed K that
@@ -26,6 +27,7 @@ import numpy as np
 
 from app.core.adaptive import (
     FLOOR_ACCEPTANCE,
+    FLOOR_JUDGED,
     HIGH_ACCEPTANCE,
     MAX_CHANCE,
     STEP_SAMPLES,
@@ -223,13 +225,16 @@ class DraftModel:
             # not rule out drafting for the rest of the run.
             certain = best_length([MAX_CHANCE] * limit, self.costs, draft, min_length,
                                   catch_up / PROBE_EVERY, optimistic=True)
-            if certain and self._asked == 1 and behind <= STEP_SAMPLES:
-                # A run's first round, with the draft (nearly) in sync, drafts what fixed
-                # drafting would: the user's whole K by the fixed rule, before this run's
-                # acceptance is known (a shorter first draft cost adaptive Track 1 a round
-                # against fixed K=8 on the refactor prompt: 24 rounds to 23). Where earlier
-                # runs saw the pair's drafts mostly rejected, a short probe instead: whatever
-                # they concluded, it still finds out whether this run's are.
+            # A run's first rounds, while each drafted, none of their drafts was rejected and
+            # fewer than FLOOR_JUDGED were judged, with the draft (nearly) in sync, draft what
+            # fixed drafting would: the user's whole K by the fixed rule, before this run's
+            # acceptance is known (shorter early drafts cost adaptive Track 1 a round against
+            # fixed K=8 on the refactor prompt, 25 rounds to 24). Where earlier runs saw the
+            # pair's drafts mostly rejected, short probes instead: whatever they concluded,
+            # they find out whether this run's are.
+            early = (self._kept == self._asked - 1 and self.recent.judged < FLOOR_JUDGED
+                     and self.recent.rate in (None, 1.0))
+            if certain and early and behind <= STEP_SAMPLES:
                 first = limit if typical >= FLOOR_ACCEPTANCE else PROBE_LENGTH
                 floor = max(floor, min(limit, max(min_length, first)))
             plan = max(floor, best_length([typical] * limit, self.costs, draft, min_length,
