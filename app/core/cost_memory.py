@@ -9,8 +9,9 @@ more than it would on known costs (benchmarks/RESULTS.md, session 8). The shapes
 measured are written here when it ends, and the next session's cost model starts from them.
 
 Only shapes (batch cost over step cost) are kept, never seconds: the machine's speed drifts
-by the minute and every run measures its own step. A file that cannot be read or written
-costs nothing but the memory: runs never fail because of it.
+by the minute and every run measures its own step (a model started from remembered shapes
+from its first verify batches, each over its remembered shape). A file that cannot be read
+or written costs nothing but the memory: runs never fail because of it.
 """
 
 from __future__ import annotations

@@ -5,14 +5,15 @@ Run is possible when the workbench state has a readable target, the selected tra
 on the chosen models (the state's availability, from the core), its settings are valid, the
 prompt is not empty and nothing holds the engine. A run holds the engine in the state from
 start to end. The engine thread appends events to the run's ``EventBuffer``; a GUI-thread
-QTimer drains it up to 12 times a second into the token view and the live metrics, redraws
-the plot on screen up to twice a second, and the live numbers once a second (hidden ones
-wait). When the run ends, the buffer is drained once more before the final result is shown,
-so no event is lost or shown out of order.
+QTimer drains it up to 10 times a second into the token view and the live metrics, redraws
+the plot on screen and the live numbers once a second (hidden ones wait). When the run
+ends, the buffer is drained once more before the final result is shown, so no event is
+lost or shown out of order.
 
 The window must not slow the run it measures: llama.cpp keeps every core busy, so what the
 GUI thread does during a run is taken from the decode. The base rates were cut from 30 Hz
-text and 10 Hz plots after measuring the GUI thread (``benchmarks/gui_cost.py``); the pacer
+text and 10 Hz plots after measuring the GUI thread (``benchmarks/gui_cost.py``), and again
+from 12 and 2 Hz when SmolLM2's lookup runs lost 3-5 % to a GUI thread at 2-2.5 %; the pacer
 (``app.ui.pacer``) stretches them while the GUI thread takes more than its budget of the
 run; and the summary states the window's own cost: the GUI thread's CPU time during the run
 over the run's wall time, read from the thread's CPU clock (``GuiClock``).
