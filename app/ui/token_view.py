@@ -180,17 +180,12 @@ class _AnswerEdit(QPlainTextEdit):
         each (viewport coordinates)."""
         if not self.markers:
             return []
-        block = self.firstVisibleBlock()
-        if not block.isValid():
-            return []
-        if area is None:
-            vp = self.viewport()
-            first = block.position()
-            last = self.cursorForPosition(QPoint(vp.width(), vp.height())).position()
-        else:  # the lines the area touches, whole (a caret at a line's end sits past it)
-            first = self.cursorForPosition(QPoint(0, area.top())).block().position()
-            end = self.cursorForPosition(QPoint(self.viewport().width(), area.bottom()))
-            last = end.block().position() + end.block().length()
+        vp = self.viewport()
+        area = vp.rect() if area is None else area
+        # The paragraphs the area touches, whole (a caret at a line's end sits past it).
+        first = self.cursorForPosition(QPoint(0, area.top())).block().position()
+        end = self.cursorForPosition(QPoint(vp.width(), area.bottom())).block()
+        last = end.position() + end.length()
         out: list[tuple[RejectMarker, QRect]] = []
         cursor = QTextCursor(self.document())
         for i in range(bisect_left(self.marker_at, first), bisect_right(self.marker_at, last)):

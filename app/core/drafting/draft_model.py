@@ -4,8 +4,8 @@ Adaptive drafting plans each round's length from the pair's acceptance and the m
 costs (``app.core.adaptive``), and guards against deciding from noise or from the past:
 - a run's first rounds (until its first rejection or FLOOR_JUDGED judged drafts) draft the
   user's whole K by the fixed rule, as fixed drafting would;
-  what earlier runs learned about the pair weighs at most CARRIED judged drafts, and a run
-  whose carried acceptance says "does not pay" still probes in its first round;
+- what earlier runs learned about the pair weighs at most CARRIED judged drafts, and a run
+  whose carried acceptance says "does not pay" still probes in its first rounds;
 - while this run's recent acceptance is high, it drafts at least the fixed K that
   acceptance supports (``floor_length``), and from HIGH_ACCEPTANCE on the user's whole K,
   drafting those tokens by the fixed rule (p-min);
