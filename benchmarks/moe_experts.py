@@ -29,7 +29,7 @@ from app.core.gguf_info import inspect_model
 from app.core.models.library import resolve_model
 from app.core.session import Session
 from benchmarks.common import machine_summary, median, templated, warm_page_cache
-from benchmarks.vs_llama_cpp import TOOLS, run_tool
+from benchmarks.vs_llama_cpp import TOOLS, run_tool, stop_args
 
 Rows = dict[tuple[str, int], list[float]]
 
@@ -96,8 +96,8 @@ def main() -> int:
     tools = Path(args.tools)
     theirs = not args.skip_theirs and (tools / "llama-completion").is_file()
     t, key = str(args.threads), f"{info.architecture}.expert_used_count"
-    common = ["-n", str(args.max_tokens), "--temp", "0", "-t", t, "-tb", t, "-c", str(args.ctx),
-              "--seed", "0"]
+    # "-n" per tool: see vs_llama_cpp.stop_args.
+    common = ["--temp", "0", "-t", t, "-tb", t, "-c", str(args.ctx), "--seed", "0"]
 
     print(f"# {machine_summary()}")
     print(f"# model {args.model}: {total} experts, {default} active by default; prompt "
@@ -125,8 +125,8 @@ def main() -> int:
                                              threads=args.threads, ctx=args.ctx))]
                 if theirs:
                     steps.append(("llama-completion", [str(tools / "llama-completion"), "-m",
-                                                       path, "-p", prompt, "-no-cnv", *common,
-                                                       *override]))
+                                                       path, "-p", prompt, "-no-cnv", "-n",
+                                                       str(args.max_tokens), *common, *override]))
                 if not args.skip_lookup:
                     steps.append(("ours moe+lookup", RunSettings(
                         track="moe+lookup", experts=n, max_tokens=args.max_tokens,
@@ -134,10 +134,12 @@ def main() -> int:
                     if theirs and (tools / "llama-lookup").is_file():
                         steps.append(("llama-lookup", [str(tools / "llama-lookup"), "-m", path,
                                                        "--spec-draft-n-max", str(args.lookup_k),
-                                                       "-p", prompt, *common, *override]))
+                                                       "-p", prompt, *stop_args(args.max_tokens),
+                                                       *common, *override]))
                 for label, job in steps:
                     if isinstance(job, list):
-                        res = run_tool(job, args.max_tokens)
+                        res = run_tool(job, args.max_tokens,
+                                       Path(job[0]).name == "llama-lookup")
                         tps = res["tps"]
                         rate = res["n_accept"] / res["n_drafted"] if res.get("n_drafted") else None
                         note = ""

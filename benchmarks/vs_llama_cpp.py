@@ -42,14 +42,30 @@ DRAFT_MS = re.compile(r"\bt_draft\s*=\s*([\d.]+) ms")
 COUNT = re.compile(r"\b(n_drafted|n_accept)\s*=\s*(\d+)")
 
 
-def run_tool(args: list[str], n_tokens: int | None = None) -> dict[str, float]:
+def stop_args(n_tokens: int) -> list[str]:
+    """``-n`` for llama-lookup and llama-speculative-simple so that they stop where ours does.
+
+    Both stop only once they have *passed* ``-n`` (``n_predict > -n``), and
+    llama-speculative-simple caps its drafts so that a round never passes it: with
+    ``-n N`` it reaches N and then decodes one more token, a whole target decode that ours
+    never makes. With ``-n N-1`` its loop ends on the token that makes N, and llama-lookup's
+    ends with the round that reaches N (it may run past it in that round: counted at N)."""
+    return ["-n", str(max(1, n_tokens - 1))]
+
+
+def run_tool(args: list[str], n_tokens: int | None = None,
+             last_prompt_token_untimed: bool = False) -> dict[str, float]:
     """Run one of llama.cpp's tools; its decode speed and draft counts.
 
-    llama-lookup and llama-speculative-simple stop only once they have passed the requested
-    tokens (at least one more, llama-lookup up to a whole round of K more) and llama-lookup
-    takes its first token from the prompt's logits, outside its timed loop; reaching
-    ``n_tokens`` took the whole timed loop all the same, so with ``n_tokens`` the speed is
-    counted at exactly that many tokens, as ours is ("printed_tps" keeps theirs).
+    With ``n_tokens`` the speed is counted at exactly that many tokens, as ours is
+    ("printed_tps" keeps theirs): the tools may decode past it (see ``stop_args``).
+
+    ``last_prompt_token_untimed``: llama-lookup decodes the prompt's last token alone, before
+    its timer starts, and takes its first answer token from those logits for free. Ours (and
+    llama-speculative-simple) evaluate that token in the first timed round, together with the
+    first drafts. So that both clocks start at the same point (the prompt but its last token
+    in the cache), one of its single-token decodes (its own mean, from its perf print) is
+    added to its loop's time; "printed_tps" keeps its own figure.
     """
     # errors="replace": a random-weight model (the synthetic MoE) prints bytes that are not
     # UTF-8, and only the timing lines are read.
@@ -75,7 +91,13 @@ def run_tool(args: list[str], n_tokens: int | None = None) -> dict[str, float]:
         found["n_decoded"] = float(m.group(1))
         found["seconds"] = float(m.group(2))
         counted = min(int(m.group(1)), n_tokens) if n_tokens else int(m.group(1))
-        found["tps"] = counted / float(m.group(2))
+        seconds = float(m.group(2))
+        if last_prompt_token_untimed:
+            if not evals:
+                raise RuntimeError(f"no eval time in output of {Path(args[0]).name}")
+            found["untimed_s"] = found["eval_ms"] / found["eval_runs"] / 1000.0
+            seconds += found["untimed_s"]
+        found["tps"] = counted / seconds
     elif evals:
         found["tps"] = found["eval_runs"] / (found["eval_ms"] / 1000.0)
     for key, value in COUNT.findall(out):
@@ -92,13 +114,14 @@ def plan(args: argparse.Namespace, ks: list[int], base: RunSettings, target: str
          tools: Path, t: str, common: list[str], prompt: str) -> list[tuple[str, Job]]:
     """The configurations of one repeat, ours next to llama.cpp's counterpart."""
     theirs = not args.skip_theirs
+    n = base.max_tokens
     # Suffix drafting without its tree of earlier answers: every repeat answers the same
     # prompt, and the earlier identical answer would be drafted whole (not a fair figure).
     suffix_base = base.with_options(suffix_history=False)
     steps: list[tuple[str, Job]] = [("ours baseline", (replace(base, track="baseline"), None))]
     if theirs:
         steps.append(("llama-completion", [str(tools / "llama-completion"), "-m", target, "-p",
-                                           prompt, "-no-cnv", *common]))
+                                           prompt, "-no-cnv", "-n", str(n), *common]))
     wanted = set(args.tracks.split(","))
     for k in [] if args.adaptive_only else ks:
         if "draft" in wanted:
@@ -108,14 +131,14 @@ def plan(args: argparse.Namespace, ks: list[int], base: RunSettings, target: str
             steps.append((f"llama-speculative-simple K={k}",
                           [str(tools / "llama-speculative-simple"), "-m", target, "-md", draft,
                            "--spec-type", "draft-simple", "--spec-draft-n-max", str(k), "-p",
-                           prompt, "-td", t, "-tbd", t, *common]))
+                           prompt, "-td", t, "-tbd", t, *stop_args(n), *common]))
         if "lookup" in wanted:
             steps.append((f"ours lookup K={k}",
                           (replace(base, track="lookup", draft_max=k, adaptive=False), None)))
         if theirs and "lookup" in wanted:
             steps.append((f"llama-lookup K={k}",
                           [str(tools / "llama-lookup"), "-m", target, "--spec-draft-n-max",
-                           str(k), "-p", prompt, *common]))
+                           str(k), "-p", prompt, *stop_args(n), *common]))
         if "suffix" in wanted:
             fixed = replace(suffix_base, track="suffix", draft_max=k, adaptive=False)
             steps.append((f"ours suffix K={k}", (fixed, None)))
@@ -210,9 +233,10 @@ def main() -> int:
     args = ap.parse_args()
 
     target, draft = str(resolve_model(args.target)), str(resolve_model(args.draft))
-    tools, t, n = Path(args.tools), str(args.threads), str(args.max_tokens)
+    tools, t = Path(args.tools), str(args.threads)
     ks = [int(k) for k in args.ks.split(",")]
-    common = ["-n", n, "--temp", "0", "-t", t, "-tb", t, "-c", str(args.ctx), "--seed", "0"]
+    # "-n" per tool: see stop_args.
+    common = ["--temp", "0", "-t", t, "-tb", t, "-c", str(args.ctx), "--seed", "0"]
     base = RunSettings(max_tokens=args.max_tokens, threads=args.threads, ctx=args.ctx)
     print(f"# {machine_summary()}")
     print(f"# target {args.target}, draft {args.draft}, {args.max_tokens} tokens, "
@@ -230,11 +254,14 @@ def main() -> int:
                 # that the machine's drifts (10-20% here within minutes) hit both alike.
                 for label, job in steps:
                     if isinstance(job, list):
-                        res = run_tool(job, args.max_tokens)
+                        res = run_tool(job, args.max_tokens,
+                                       Path(job[0]).name == "llama-lookup")
                         tps, rate = res["tps"], (res["n_accept"] / res["n_drafted"]
                                                  if res.get("n_drafted") else None)
                         note = (f" (printed {res['printed_tps']:.2f} for "
                                 f"{res['n_decoded']:.0f} tokens)" if "printed_tps" in res else "")
+                        if "untimed_s" in res:
+                            note += f" (+{res['untimed_s']:.3f} s: its last prompt token)"
                         note += their_time_split(res)
                     else:
                         settings, d = job

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.core.events import RunSettings
-from benchmarks.vs_llama_cpp import plan, print_table, run_tool, their_time_split
+from benchmarks.vs_llama_cpp import plan, print_table, run_tool, stop_args, their_time_split
 
 
 def test_each_configuration_runs_next_to_its_llama_cpp_counterpart() -> None:
@@ -79,3 +79,32 @@ def test_time_split_of_a_tool_takes_the_targets_perf_print() -> None:
     # llama-completion prints no "decoded" line: its speed comes from the eval line.
     only_eval = "echo '       eval time =  1000.00 ms /    10 runs'"
     assert run_tool(["sh", "-c", only_eval])["tps"] == pytest.approx(10.0)
+
+
+def test_the_tools_stop_where_ours_does() -> None:
+    # Both speculative tools stop only once past -n: asked for one fewer, they end on the
+    # round that reaches the count ours stops at; llama-completion's speed is per decode.
+    steps = dict(plan(argparse.Namespace(skip_theirs=False, adaptive_only=False,
+                                         tracks="draft,lookup"),
+                      [4], RunSettings(max_tokens=128), "t.gguf", "d.gguf", Path("/bin"), "2",
+                      [], "p"))
+    assert stop_args(128) == ["-n", "127"]
+    for label, n in [("llama-completion", "128"), ("llama-speculative-simple K=4", "127"),
+                     ("llama-lookup K=4", "127")]:
+        job = steps[label]
+        assert isinstance(job, list) and job[job.index("-n") + 1] == n
+
+
+def test_llama_lookups_untimed_prompt_token_is_added_to_its_time() -> None:
+    # llama-lookup decodes the prompt's last token before its timer starts; ours does it in
+    # the first timed round. One of its own single-token decodes (mean 0.15 s) is added.
+    script = ("echo 'decoded 131 tokens in 10.00 seconds, speed: 13.10 t/s' >&2; "
+              "echo '       eval time =   300.00 ms /     2 runs'")
+    found = run_tool(["sh", "-c", script], 128, last_prompt_token_untimed=True)
+    assert found["untimed_s"] == pytest.approx(0.15)
+    assert found["tps"] == pytest.approx(128 / 10.15)
+    assert found["printed_tps"] == pytest.approx(13.1)
+    assert run_tool(["sh", "-c", script], 128)["tps"] == pytest.approx(12.8)
+    with pytest.raises(RuntimeError, match="no eval time"):
+        run_tool(["sh", "-c", "echo 'decoded 131 tokens in 10.00 seconds, speed: 13.10 t/s'"],
+                 128, last_prompt_token_untimed=True)
