@@ -45,11 +45,10 @@ COUNT = re.compile(r"\b(n_drafted|n_accept)\s*=\s*(\d+)")
 def stop_args(n_tokens: int) -> list[str]:
     """``-n`` for llama-lookup and llama-speculative-simple so that they stop where ours does.
 
-    Both stop only once they have *passed* ``-n`` (``n_predict > -n``), and
-    llama-speculative-simple caps its drafts so that a round never passes it: with
-    ``-n N`` it reaches N and then decodes one more token, a whole target decode that ours
-    never makes. With ``-n N-1`` its loop ends on the token that makes N, and llama-lookup's
-    ends with the round that reaches N (it may run past it in that round: counted at N)."""
+    Both stop only once they have *passed* ``-n`` (``n_predict > -n``, checked after each
+    round): with ``-n N``, a round that ends exactly on N is followed by one more whole
+    round that ours never makes. With ``-n N-1`` their loops end with the round that reaches
+    N (which may run past it: the speed is counted at N, see ``run_tool``)."""
     return ["-n", str(max(1, n_tokens - 1))]
 
 
