@@ -138,8 +138,7 @@ def main() -> int:
                                                        *common, *override]))
                 for label, job in steps:
                     if isinstance(job, list):
-                        res = run_tool(job, args.max_tokens,
-                                       Path(job[0]).name == "llama-lookup")
+                        res = run_tool(job, args.max_tokens)
                         tps = res["tps"]
                         rate = res["n_accept"] / res["n_drafted"] if res.get("n_drafted") else None
                         note = ""

@@ -53,7 +53,7 @@ def stop_args(n_tokens: int) -> list[str]:
 
 
 def run_tool(args: list[str], n_tokens: int | None = None,
-             last_prompt_token_untimed: bool = False) -> dict[str, float]:
+             last_prompt_token_untimed: bool | None = None) -> dict[str, float]:
     """Run one of llama.cpp's tools; its decode speed and draft counts.
 
     With ``n_tokens`` the speed is counted at exactly that many tokens, as ours is
@@ -64,8 +64,10 @@ def run_tool(args: list[str], n_tokens: int | None = None,
     llama-speculative-simple) evaluate that token in the first timed round, together with the
     first drafts. So that both clocks start at the same point (the prompt but its last token
     in the cache), one of its single-token decodes (its own mean, from its perf print) is
-    added to its loop's time; "printed_tps" keeps its own figure.
+    added to its loop's time; "printed_tps" keeps its own figure. None: by the tool's name.
     """
+    if last_prompt_token_untimed is None:
+        last_prompt_token_untimed = Path(args[0]).name == "llama-lookup"
     # errors="replace": a random-weight model (the synthetic MoE) prints bytes that are not
     # UTF-8, and only the timing lines are read.
     proc = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=1800)
@@ -253,8 +255,7 @@ def main() -> int:
                 # that the machine's drifts (10-20% here within minutes) hit both alike.
                 for label, job in steps:
                     if isinstance(job, list):
-                        res = run_tool(job, args.max_tokens,
-                                       Path(job[0]).name == "llama-lookup")
+                        res = run_tool(job, args.max_tokens)
                         tps, rate = res["tps"], (res["n_accept"] / res["n_drafted"]
                                                  if res.get("n_drafted") else None)
                         note = (f" (printed {res['printed_tps']:.2f} for "

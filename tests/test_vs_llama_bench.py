@@ -104,7 +104,16 @@ def test_llama_lookups_untimed_prompt_token_is_added_to_its_time() -> None:
     assert found["untimed_s"] == pytest.approx(0.15)
     assert found["tps"] == pytest.approx(128 / 10.15)
     assert found["printed_tps"] == pytest.approx(13.1)
-    assert run_tool(["sh", "-c", script], 128)["tps"] == pytest.approx(12.8)
+    assert run_tool(["sh", "-c", script], 128, False)["tps"] == pytest.approx(12.8)
+    assert run_tool(["sh", "-c", script], 128)["tps"] == pytest.approx(12.8)  # "sh": not it
     with pytest.raises(RuntimeError, match="no eval time"):
         run_tool(["sh", "-c", "echo 'decoded 131 tokens in 10.00 seconds, speed: 13.10 t/s'"],
                  128, last_prompt_token_untimed=True)
+
+
+def test_llama_lookup_is_recognised_by_its_name(tmp_path: Path) -> None:
+    tool = tmp_path / "llama-lookup"
+    tool.write_text("#!/bin/sh\necho 'decoded 131 tokens in 10.00 seconds, speed: 13.10 t/s'\n"
+                    "echo '       eval time =   300.00 ms /     2 runs'\n")
+    tool.chmod(0o755)
+    assert run_tool([str(tool)], 128)["tps"] == pytest.approx(128 / 10.15)
