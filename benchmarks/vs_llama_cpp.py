@@ -92,7 +92,7 @@ def run_tool(args: list[str], n_tokens: int | None = None,
         found["n_decoded"] = float(m.group(1))
         found["seconds"] = float(m.group(2))
         counted = min(int(m.group(1)), n_tokens) if n_tokens else int(m.group(1))
-        seconds = float(m.group(2))
+        seconds = found["seconds"]
         if last_prompt_token_untimed:
             if not evals:
                 raise RuntimeError(f"no eval time in output of {Path(args[0]).name}")
